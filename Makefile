@@ -1,0 +1,32 @@
+# Each target creates .venv on demand.  The stamp files record what was installed.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+
+.PHONY: demo test bench lint clean
+
+$(VENV)/.core: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.core
+	$(PIP) install -q -e '.[dev,deep,distributed]'
+	touch $@
+
+demo: $(VENV)/.core
+	$(VENV)/bin/ensemble-bt backtest --config configs/backtest.yaml
+
+test: $(VENV)/.dev
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.dev
+	$(PY) -m benchmarks.run
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) results bench-results .pytest_cache .ruff_cache

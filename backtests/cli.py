@@ -1,0 +1,106 @@
+"""The ``ensemble-bt`` command line.
+
+Exit codes: 0 success; 2 bad input (one line on stderr, no traceback); 1 unexpected failure.
+The last line printed on stdout by a command that writes results is the results path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import date
+
+from loguru import logger
+
+from models.errors import EnsembleBTError, StopError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments in one line, with exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"ensemble-bt: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None
+
+
+def _models(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ensemble-bt", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO", help="loguru level on stderr")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("datasets", help="list embedded datasets with date ranges")
+
+    bt = sub.add_parser("backtest", help="walk-forward backtest of one symbol")
+    bt.add_argument("--config", help="YAML config (see configs/backtest.yaml)")
+    bt.add_argument("--data", help="embedded name (AAPL, ...), CSV/Parquet path")
+    bt.add_argument("--start", type=_date, help="first evaluation date")
+    bt.add_argument("--end", type=_date, help="last evaluation date")
+    bt.add_argument("--commission", type=float, help="fraction of notional per fill")
+    bt.add_argument("--slippage", type=float, help="fraction of price per fill")
+    bt.add_argument("--horizon", type=int, help="label horizon in bars (1 or 5 typical)")
+    bt.add_argument("--retrain-every", type=int, help="bars between vintages")
+    bt.add_argument("--models", type=_models, help="comma-separated learners, e.g. xgb,lgbm")
+    bt.add_argument("--sim", help="simulation engine (backtrader)")
+    bt.add_argument("--out", help="parent folder of the results directory")
+    bt.add_argument("--seed", type=int, help="seed of every learner")
+    bt.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from backtests.datasets import list_datasets
+
+    rows = list_datasets()
+    print(f"{'name':<8} {'start':<10}  {'end':<10}  {'bars':>5}  source")
+    for row in rows:
+        print(f"{row['name']:<8} {row['start']:<10}  {row['end']:<10}  {row['bars']:>5}  "
+              f"{row['source']}")
+    return 0
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from backtests.config import load_config
+    from backtests.runner import run_backtest
+
+    overrides = {k: getattr(args, k) for k in (
+        "data", "start", "end", "commission", "slippage", "horizon", "retrain_every", "models",
+        "sim", "out", "seed")}
+    cfg = load_config(args.config, overrides)
+    path = run_backtest(cfg, progress=not args.no_progress)
+    print(path)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _build_parser().parse_args(argv)
+    logger.remove()
+    logger.add(sys.stderr, level=args.log_level.upper(),
+               format="<green>{time:HH:mm:ss}</green> {level: <7} {message}")
+    handlers = {"datasets": _cmd_datasets, "backtest": _cmd_backtest}
+    try:
+        return handlers[args.command](args)
+    except StopError as exc:
+        sys.stderr.write(f"ensemble-bt: error: {exc}\n")
+        return 2
+    except EnsembleBTError as exc:
+        sys.stderr.write(f"ensemble-bt: failed: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("ensemble-bt: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""Backtest configuration: frozen pydantic models that reject unknown keys.
+
+Loading happens in two layers: types and keys (pydantic), then cross-field checks that need
+the data (in :mod:`backtests.runner`).  Every failure becomes a one-line
+:class:`~models.errors.ConfigurationError` naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from models.errors import ConfigurationError
+from models.gbm import LEARNERS
+
+
+class SizingConfig(BaseModel):
+    """Interim sizing: ``clip(kelly_scale * mu / sigma^2, 0, max_weight)``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_weight: float = Field(1.0, gt=0, le=1, description="largest long weight")
+    kelly_scale: float = Field(0.5, gt=0, le=1, description="multiplier on the Kelly fraction")
+    rebalance_band: float = Field(0.05, ge=0, lt=1, description="smallest weight change traded")
+    vol_window: int = Field(21, ge=2, le=252, description="bars of realised volatility")
+
+
+class BacktestConfig(BaseModel):
+    """Everything a walk-forward backtest of one symbol needs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data: str = Field("AAPL", description="embedded dataset name, CSV/Parquet path")
+    start: date | None = Field(None, description="first evaluation bar (default: first with "
+                                                 "min_train bars of history)")
+    end: date | None = Field(None, description="last evaluation bar (default: last bar)")
+    horizon: int = Field(5, ge=1, le=63, description="label horizon in bars")
+    retrain_every: int = Field(63, ge=1, description="bars between vintages")
+    min_train: int = Field(504, ge=200, description="bars of history before the first cutoff")
+    embargo: int = Field(5, ge=0, le=63, description="extra bars between labels and cutoff")
+    models: tuple[str, ...] = Field(("xgb", "lgbm"), min_length=1, description="base learners")
+    commission: float = Field(0.0005, ge=0, lt=0.1, description="fraction of notional per fill")
+    slippage: float = Field(0.0005, ge=0, lt=0.1, description="fraction of price per fill")
+    initial_cash: float = Field(100_000.0, gt=0, description="starting equity")
+    seed: int = Field(42, ge=0, description="seed of every learner")
+    sim: Literal["backtrader"] = Field("backtrader", description="simulation engine")
+    out: str = Field("results", description="parent folder of the results directory")
+    sizing: SizingConfig = SizingConfig()
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in value if m not in LEARNERS]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(LEARNERS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a model is listed twice")
+        return value
+
+    def config_hash(self) -> str:
+        """sha256 of everything that changes results (``out`` excluded), 16 hex digits."""
+        payload = self.model_dump(mode="json", exclude={"out"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _describe(err: ValidationError, source: str, cli_keys: set[str]) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if str(first["loc"][0] if first["loc"] else "") in cli_keys:
+        source = f"--{str(first['loc'][0]).replace('_', '-')}"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'; remove it (see configs/backtest.yaml for keys)"
+    got = first.get("input")
+    return f"{source}: key '{key}': {first['msg']} (got {got!r})"
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                ) -> BacktestConfig:
+    """Read a YAML config (optional), apply CLI overrides, validate.
+
+    Raises
+    ------
+    ConfigurationError
+        Unreadable YAML, unknown keys or out-of-range values.
+    """
+    raw: dict[str, Any] = {}
+    source = "command line"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigurationError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigurationError(f"{path}: the top level must be a mapping of keys")
+        raw = dict(loaded or {})
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            raw[key] = value
+    try:
+        return BacktestConfig.model_validate(raw)
+    except ValidationError as exc:
+        cli_keys = {k for k, v in (overrides or {}).items() if v is not None}
+        raise ConfigurationError(_describe(exc, source, cli_keys)) from None

@@ -1,0 +1,112 @@
+"""Results directories: atomic creation and the summary statistics of the contract."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models import metrics
+
+SUMMARY_KEYS: tuple[str, ...] = (
+    "symbol", "start", "end", "bars", "horizon",
+    "strategy_return", "buy_hold_return", "alpha", "cagr",
+    "sharpe", "sortino", "max_drawdown",
+    "n_trades", "exposure", "turnover", "costs_paid",
+    "direction_accuracy", "ic",
+    "n_vintages", "leakage_audit", "config_hash", "version",
+)
+
+
+def package_version() -> str:
+    try:
+        return version("ensemble-bt")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class PendingResults:
+    """Where a run writes (``scratch``) and where its directory appears on success."""
+
+    scratch: Path
+    final: Path
+
+
+@contextmanager
+def results_dir(out: str | Path, kind: str, symbol: str) -> Iterator[PendingResults]:
+    """Yield a scratch folder that becomes ``<out>/<kind>_<SYMBOL>_<UTC stamp>`` on success.
+
+    On any exception the scratch folder is removed, so a failed run never leaves a directory
+    that looks complete.
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S_%fZ")
+    final = Path(out) / f"{kind}_{symbol.upper()}_{stamp}"
+    pending = PendingResults(final.with_name(f".{final.name}.partial"), final)
+    pending.scratch.mkdir(parents=True)
+    try:
+        yield pending
+    except BaseException:
+        shutil.rmtree(pending.scratch, ignore_errors=True)
+        raise
+    os.replace(pending.scratch, final)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf become None; numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, payload: Any) -> None:
+    path.write_text(json.dumps(json_safe(payload), indent=2, sort_keys=False) + "\n")
+
+
+def performance(equity: pd.DataFrame, close: pd.Series, actual: pd.Series,
+                orders: pd.DataFrame) -> dict[str, float]:
+    """Return, risk, trading and prediction-quality keys of ``summary.json``.
+
+    ``equity`` covers the evaluation bars; ``close`` and ``actual`` (the realised forward log
+    return over the horizon) are aligned to it.
+    """
+    eq = equity["equity"].to_numpy()
+    strat = metrics.total_return(eq)
+    bh = float(close.iloc[-1] / close.iloc[0] - 1.0)
+    daily = np.diff(eq) / eq[:-1]
+    filled = orders[orders["status"] == "filled"] if len(orders) else orders
+    traded = float(filled["notional"].sum()) if len(filled) else 0.0
+    costs = float((filled["commission"] + filled["slippage"]).sum()) if len(filled) else 0.0
+    pred = equity["prediction"].to_numpy()
+    return {
+        "strategy_return": strat,
+        "buy_hold_return": bh,
+        "alpha": strat - bh,
+        "cagr": metrics.cagr(strat, equity.index[0], equity.index[-1]),
+        "sharpe": metrics.sharpe_ratio(daily),
+        "sortino": metrics.sortino_ratio(daily),
+        "max_drawdown": metrics.max_drawdown(eq),
+        "n_trades": int(len(filled)),
+        "exposure": float(np.mean(equity["position_weight"].to_numpy() != 0.0)),
+        "turnover": traded / float(np.mean(eq)),
+        "costs_paid": costs,
+        "direction_accuracy": metrics.direction_accuracy(pred, actual.to_numpy()),
+        "ic": metrics.information_coefficient(pred, actual.to_numpy()),
+    }

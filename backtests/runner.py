@@ -1,0 +1,158 @@
+"""One walk-forward backtest of one symbol, from config to results directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from loguru import logger
+
+from backtests.config import BacktestConfig
+from backtests.datasets import load_dataset
+from backtests.engine import run_strategy
+from backtests.report import write_report
+from backtests.results import (
+    SUMMARY_KEYS,
+    package_version,
+    performance,
+    results_dir,
+    write_json,
+)
+from models.ensemble import MeanEnsemble
+from models.errors import ConfigurationError, LeakageError
+from models.features import build_features
+from models.metrics import drawdown_series
+from models.signal import VintageSignal
+from models.targets import forward_log_return
+from models.vintages import Vintage, build_schedule, fit_vintages, leakage_audit
+from sizing.interim import InterimSizing
+
+
+@dataclass(frozen=True)
+class Period:
+    """Evaluation bars ``[start, end]`` as positions in the dataset."""
+
+    start: int
+    end: int
+
+
+def resolve_period(dates: pd.DatetimeIndex, cfg: BacktestConfig) -> Period:
+    """Turn ``start``/``end`` dates into bar positions and check the history they need."""
+    n, label = len(dates), cfg.data
+    if cfg.start and cfg.end and cfg.start > cfg.end:
+        raise ConfigurationError(f"--start {cfg.start} is after --end {cfg.end}; swap them")
+    if n <= cfg.min_train + 1:
+        raise ConfigurationError(
+            f"{label} has {n} bars; a backtest needs more than min_train={cfg.min_train}")
+    earliest = dates[cfg.min_train].date()
+    start = cfg.min_train if cfg.start is None else int(dates.searchsorted(pd.Timestamp(cfg.start)))
+    end = n - 1 if cfg.end is None else int(dates.searchsorted(pd.Timestamp(cfg.end), "right")) - 1
+    if start < cfg.min_train:
+        raise ConfigurationError(
+            f"--start {cfg.start} leaves {start} bars of history in {label}, fewer than "
+            f"min_train={cfg.min_train}; the earliest valid start is {earliest}")
+    if start >= n:
+        raise ConfigurationError(
+            f"--start {cfg.start} is after the last bar of {label} ({dates[-1].date()})")
+    if end <= start:
+        raise ConfigurationError(
+            f"the evaluation period {dates[start].date()}..{cfg.end} of {label} holds fewer "
+            f"than two bars; choose an --end after {dates[start].date()}")
+    return Period(start, end)
+
+
+def train_vintages(ohlcv: pd.DataFrame, period: Period, cfg: BacktestConfig,
+                   progress: bool = True) -> list[Vintage]:
+    """Fit the walk-forward vintages that predict the evaluation bars."""
+    features = build_features(ohlcv)
+    target = forward_log_return(ohlcv["close"], cfg.horizon)
+    valid = features.notna().all(axis=1).to_numpy()
+    schedule = build_schedule(valid, period.start, period.end, horizon=cfg.horizon,
+                              retrain_every=cfg.retrain_every, min_train=cfg.min_train,
+                              embargo=cfg.embargo)
+    params = {"purge": cfg.horizon, "seed": cfg.seed}
+    return fit_vintages(features, target, schedule,
+                        lambda: MeanEnsemble(cfg.models, learner_params=params),
+                        horizon=cfg.horizon, progress=progress)
+
+
+def _equity_frame(bars: list[tuple], eval_dates: pd.DatetimeIndex) -> pd.DataFrame:
+    frame = pd.DataFrame(bars, columns=["date", "equity", "position_weight", "prediction"])
+    frame["date"] = pd.to_datetime(frame["date"]).dt.normalize()
+    frame = frame.set_index("date").reindex(eval_dates)
+    frame["drawdown"] = drawdown_series(frame["equity"].to_numpy())
+    return frame[["equity", "position_weight", "drawdown", "prediction"]]
+
+
+def _write_outputs(folder: Path, cfg: BacktestConfig, ohlcv: pd.DataFrame, period: Period,
+                   vintages: list[Vintage], analysis: dict) -> dict:
+    dates = ohlcv.index
+    eval_dates = dates[period.start:period.end + 1]
+    equity = _equity_frame(analysis["bars"], eval_dates)
+    orders = pd.DataFrame(analysis["orders"], columns=[
+        "date", "decided", "symbol", "side", "size", "price", "commission", "slippage",
+        "notional", "status"])
+    trades = pd.DataFrame(analysis["trades"], columns=[
+        "symbol", "open_date", "close_date", "bars", "pnl", "pnl_net", "commission"])
+    predicted = equity.index[equity["prediction"].notna()]
+    audit = leakage_audit(vintages, predicted, dates)
+    if audit["verdict"] != "pass":
+        raise LeakageError(f"leakage audit failed: {audit['n_violations']} bars, first "
+                           f"{audit['violations'][:1]}; this is a bug, please report it")
+    actual = forward_log_return(ohlcv["close"], cfg.horizon).reindex(eval_dates)
+    close = ohlcv["close"].reindex(eval_dates)
+
+    summary = {
+        "symbol": ohlcv.attrs.get("symbol", cfg.data), "start": eval_dates[0].date().isoformat(),
+        "end": eval_dates[-1].date().isoformat(), "bars": int(len(eval_dates)),
+        "horizon": cfg.horizon,
+        **performance(equity, close, actual, orders),
+        "n_vintages": len(vintages), "leakage_audit": audit["verdict"],
+        "config_hash": cfg.config_hash(), "version": package_version(),
+    }
+    assert tuple(summary) == SUMMARY_KEYS, "summary keys drifted from the contract"
+
+    equity.to_csv(folder / "equity.csv", index_label="date", float_format="%.10g")
+    orders.to_csv(folder / "orders.csv", index=False)
+    trades.to_csv(folder / "trades.csv", index=False)
+    write_json(folder / "vintages.json", {
+        "horizon": cfg.horizon, "embargo": cfg.embargo, "retrain_every": cfg.retrain_every,
+        "min_train": cfg.min_train, "vintages": [v.record() for v in vintages]})
+    write_json(folder / "leakage_audit.json", audit)
+    write_json(folder / "summary.json", summary)
+    resolved = cfg.model_copy(update={"start": eval_dates[0].date(), "end": eval_dates[-1].date()})
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False))
+    report = equity.assign(benchmark=cfg.initial_cash * close / close.iloc[0])
+    write_report(folder, report, summary)
+    return summary
+
+
+def run_backtest(cfg: BacktestConfig, progress: bool = True) -> Path:
+    """Run a walk-forward backtest and return the path of its results directory."""
+    ohlcv = load_dataset(cfg.data)
+    period = resolve_period(ohlcv.index, cfg)
+    # Nothing after the evaluation period exists for this run, not even for features.
+    ohlcv = ohlcv.iloc[: period.end + 1]
+    symbol = str(ohlcv.attrs.get("symbol", "DATA"))
+    logger.info("backtest {} {}..{} ({} bars), horizon {}", symbol,
+                ohlcv.index[period.start].date(), ohlcv.index[period.end].date(),
+                period.end - period.start + 1, cfg.horizon)
+    with results_dir(cfg.out, "backtest", symbol) as pending:
+        vintages = train_vintages(ohlcv, period, cfg, progress=progress)
+        s = cfg.sizing
+        analysis = run_strategy(
+            {symbol: ohlcv}, {symbol: VintageSignal(vintages)}, horizon=cfg.horizon,
+            trade_start=ohlcv.index[period.start].date(),
+            sizing=InterimSizing(s.max_weight, s.kelly_scale, s.rebalance_band),
+            cash=cfg.initial_cash, commission=cfg.commission, slippage=cfg.slippage,
+            vol_window=s.vol_window)
+        summary = _write_outputs(pending.scratch, cfg, ohlcv, period, vintages, analysis)
+    logger.info("return {:+.2%} vs buy-and-hold {:+.2%}; direction accuracy {:.3f}, IC {:.3f}; "
+                "leakage audit {}", summary["strategy_return"], summary["buy_hold_return"],
+                np.nan_to_num(summary["direction_accuracy"]), np.nan_to_num(summary["ic"]),
+                summary["leakage_audit"])
+    return pending.final

@@ -1,0 +1,287 @@
+"""Performance and prediction-quality metrics as pure functions.
+
+Every function takes plain array-likes (numpy arrays, pandas Series, lists) and returns a
+float or an array; none of them knows about backtrader, a strategy or a results directory.
+Conventions shared with ``summary.json``:
+
+- returns and drawdowns are fractions (0.25 means +25 %);
+- ``max_drawdown`` is negative (-0.35 means a 35 % peak-to-trough loss);
+- a ratio whose denominator vanishes (constant returns, too few observations) is 0.0, so a
+  flat strategy reports "no risk-adjusted edge" rather than NaN or infinity;
+- a statistic that is undefined on its inputs (no scorable pairs) is NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import stats
+
+ArrayLike = npt.ArrayLike
+DateLike = str | date | datetime | pd.Timestamp | np.datetime64
+
+DAYS_PER_YEAR = 365.25
+
+__all__ = [
+    "cagr",
+    "direction_accuracy",
+    "drawdown_series",
+    "information_coefficient",
+    "max_drawdown",
+    "sharpe_ratio",
+    "sortino_ratio",
+    "total_return",
+]
+
+
+def _as_1d(values: ArrayLike | Sequence[float], name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    return arr
+
+
+def _finite_pairs(pred: ArrayLike, actual: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    p = _as_1d(pred, "pred")
+    a = _as_1d(actual, "actual")
+    if p.shape != a.shape:
+        raise ValueError(f"pred and actual differ in length: {p.size} != {a.size}")
+    keep = np.isfinite(p) & np.isfinite(a)
+    return p[keep], a[keep]
+
+
+def _finite(returns: ArrayLike) -> np.ndarray:
+    r = _as_1d(returns, "returns")
+    return r[np.isfinite(r)]
+
+
+# --------------------------------------------------------------------------- prediction quality
+
+
+def direction_accuracy(pred: ArrayLike, actual: ArrayLike) -> float:
+    """Share of bars where the prediction has the sign of the realised outcome.
+
+    Parameters
+    ----------
+    pred, actual : array-like of float, same length
+        Predicted and realised returns, aligned bar by bar.
+
+    Returns
+    -------
+    float
+        Hits divided by scorable pairs, in [0, 1]. A pair is scorable when both values are
+        finite and ``actual != 0`` (a flat outcome has no direction). A zero prediction on a
+        scorable pair is a miss. NaN when no pair is scorable.
+
+    Raises
+    ------
+    ValueError
+        If the inputs differ in length or are not one-dimensional.
+    """
+    p, a = _finite_pairs(pred, actual)
+    scorable = a != 0
+    if not scorable.any():
+        return math.nan
+    hits = np.sign(p[scorable]) == np.sign(a[scorable])
+    return float(hits.mean())
+
+
+def information_coefficient(pred: ArrayLike, actual: ArrayLike) -> float:
+    """Spearman rank correlation between predictions and outcomes.
+
+    Parameters
+    ----------
+    pred, actual : array-like of float, same length
+        Predicted and realised returns, aligned bar by bar. Pairs with a non-finite value on
+        either side are dropped.
+
+    Returns
+    -------
+    float
+        The rank correlation in [-1, 1]. NaN with fewer than three finite pairs or when either
+        side is constant, where the correlation is undefined.
+
+    Raises
+    ------
+    ValueError
+        If the inputs differ in length or are not one-dimensional.
+    """
+    p, a = _finite_pairs(pred, actual)
+    if p.size < 3 or np.ptp(p) == 0 or np.ptp(a) == 0:
+        return math.nan
+    return float(stats.spearmanr(p, a).statistic)
+
+
+# --------------------------------------------------------------------------- risk-adjusted return
+
+
+def sharpe_ratio(returns: ArrayLike, periods_per_year: float = 252) -> float:
+    """Annualised Sharpe ratio of per-period returns, with a zero risk-free rate.
+
+    Parameters
+    ----------
+    returns : array-like of float
+        Per-period simple returns. Non-finite values (e.g. the leading NaN of
+        ``pct_change``) are dropped.
+    periods_per_year : float, default 252
+        Periods in a year, used to annualise.
+
+    Returns
+    -------
+    float
+        ``mean / std(ddof=1) * sqrt(periods_per_year)``; 0.0 with fewer than two returns or
+        zero standard deviation.
+    """
+    r = _finite(returns)
+    # Test constancy exactly: the std of e.g. [0.1, 0.1, 0.1] is ~1e-17 in floating point,
+    # which would turn a flat series into a Sharpe of ~1e16.
+    if r.size < 2 or np.ptp(r) == 0:
+        return 0.0
+    sd = float(r.std(ddof=1))
+    if sd == 0.0 or not math.isfinite(sd):
+        return 0.0
+    return float(r.mean() / sd * math.sqrt(periods_per_year))
+
+
+def sortino_ratio(returns: ArrayLike, periods_per_year: float = 252) -> float:
+    """Annualised Sortino ratio of per-period returns, with a zero target.
+
+    Parameters
+    ----------
+    returns : array-like of float
+        Per-period simple returns. Non-finite values are dropped.
+    periods_per_year : float, default 252
+        Periods in a year, used to annualise.
+
+    Returns
+    -------
+    float
+        ``mean / downside_deviation * sqrt(periods_per_year)`` where the downside deviation
+        is ``sqrt(mean(min(r, 0) ** 2))`` over all observations, gains counting as zero.
+        0.0 with fewer than two returns or no losing period.
+    """
+    r = _finite(returns)
+    if r.size < 2:
+        return 0.0
+    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
+    if downside == 0.0:
+        return 0.0
+    return float(r.mean() / downside * math.sqrt(periods_per_year))
+
+
+# --------------------------------------------------------------------------- equity curve
+
+
+def drawdown_series(equity: ArrayLike) -> np.ndarray:
+    """Fractional distance of each point below the running peak of an equity curve.
+
+    Parameters
+    ----------
+    equity : array-like of float
+        Account value over time; the first value must be positive.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``equity / cummax(equity) - 1``, same length as the input, every value <= 0.
+
+    Raises
+    ------
+    ValueError
+        If the curve contains non-finite values or its first value is not positive.
+    """
+    eq = _as_1d(equity, "equity")
+    if eq.size == 0:
+        return eq
+    if not np.isfinite(eq).all():
+        raise ValueError("equity contains NaN or infinite values")
+    if eq[0] <= 0:
+        raise ValueError(f"equity must start positive, got {eq[0]}")
+    return eq / np.maximum.accumulate(eq) - 1.0
+
+
+def max_drawdown(equity: ArrayLike) -> float:
+    """Deepest peak-to-trough loss of an equity curve.
+
+    Parameters
+    ----------
+    equity : array-like of float
+        Account value over time; the first value must be positive.
+
+    Returns
+    -------
+    float
+        A negative fraction (-0.35 is a 35 % loss); 0.0 for an empty, single-point or
+        never-falling curve.
+    """
+    dd = drawdown_series(equity)
+    return float(dd.min()) if dd.size else 0.0
+
+
+def total_return(equity: ArrayLike) -> float:
+    """Return from the first to the last point of an equity curve.
+
+    Parameters
+    ----------
+    equity : array-like of float
+        Account value over time; the first value must be positive.
+
+    Returns
+    -------
+    float
+        ``equity[-1] / equity[0] - 1`` as a fraction; 0.0 with fewer than two points.
+
+    Raises
+    ------
+    ValueError
+        If the first value is not positive or an end point is not finite.
+    """
+    eq = _as_1d(equity, "equity")
+    if eq.size < 2:
+        return 0.0
+    first, last = float(eq[0]), float(eq[-1])
+    if not (math.isfinite(first) and math.isfinite(last)):
+        raise ValueError("equity end points must be finite")
+    if first <= 0:
+        raise ValueError(f"equity must start positive, got {first}")
+    return last / first - 1.0
+
+
+def cagr(total_return: float, start: DateLike, end: DateLike) -> float:
+    """Compound annual growth rate over a calendar period.
+
+    Parameters
+    ----------
+    total_return : float
+        Return over the whole period as a fraction (0.21 means +21 %).
+    start, end : date-like
+        Period bounds; anything ``pandas.Timestamp`` accepts. Years are calendar days
+        divided by 365.25, so the figure does not depend on the bar frequency.
+
+    Returns
+    -------
+    float
+        ``(1 + total_return) ** (1 / years) - 1``; -1.0 when the capital was wiped out
+        (``total_return <= -1``); NaN for a zero-length period.
+
+    Raises
+    ------
+    ValueError
+        If ``end`` is before ``start``.
+    """
+    t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
+    if t1 < t0:
+        raise ValueError(f"end {t1} is before start {t0}")
+    years = (t1 - t0) / pd.Timedelta(days=1) / DAYS_PER_YEAR
+    if years == 0:
+        return math.nan
+    if total_return <= -1.0:
+        return -1.0
+    return float((1.0 + total_return) ** (1.0 / years) - 1.0)

@@ -1,0 +1,153 @@
+"""Walk-forward vintages: an expanding-window schedule of fits, and its leakage audit.
+
+Vintage k has a cutoff bar ``c_k`` (a position in the bar index).  It predicts the bars
+``[c_k, c_{k+1})`` and trains on every row ``i`` whose label ends early enough::
+
+    i + horizon + embargo <= c_k
+
+The label of row ``i`` ends at bar ``i + horizon`` (the purge equals the horizon), and the
+embargo keeps a further gap of ``embargo`` bars.  A prediction made at the close of bar ``t``
+therefore comes from a model whose every training label ended at or before ``t``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from loguru import logger
+from tqdm import tqdm
+
+from models.errors import ConfigurationError, DataError
+
+
+class Regressor(Protocol):
+    def fit(self, X: Any, y: Any) -> Regressor: ...
+    def predict(self, X: Any) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class VintageSpec:
+    """One scheduled fit, by bar position (inclusive bounds)."""
+
+    index: int
+    cutoff: int  # first bar this vintage predicts
+    predict_last: int  # last bar it predicts
+    train_rows: np.ndarray  # positions of the training rows, ascending
+
+
+@dataclass
+class Vintage:
+    """A fitted vintage: its schedule, its model and the facts the audit checks."""
+
+    spec: VintageSpec
+    model: Regressor
+    horizon: int
+    predict_start: pd.Timestamp
+    predict_end: pd.Timestamp
+    train_start: pd.Timestamp
+    train_end: pd.Timestamp  # date of the bar where the last training label ends
+    train_label_end: int  # position of that bar
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-ready row of ``vintages.json``."""
+        describe = getattr(self.model, "describe", None)
+        return {
+            "index": self.spec.index,
+            "train_start": self.train_start.date().isoformat(),
+            "train_end": self.train_end.date().isoformat(),
+            "predict_start": self.predict_start.date().isoformat(),
+            "predict_end": self.predict_end.date().isoformat(),
+            "n_train": int(len(self.spec.train_rows)),
+            "horizon": self.horizon,
+            "models": describe() if describe else {},
+        }
+
+
+def build_schedule(valid: np.ndarray, start: int, end: int, *, horizon: int,
+                   retrain_every: int = 63, min_train: int = 504,
+                   embargo: int = 5) -> list[VintageSpec]:
+    """Lay out the vintages that cover the evaluation bars ``[start, end]``.
+
+    Parameters
+    ----------
+    valid : np.ndarray of bool
+        Rows whose features are complete (labels are checked by position, not by this mask).
+    start, end : int
+        First and last evaluation bar, inclusive.  ``start`` is the first cutoff.
+    horizon, retrain_every, min_train, embargo : int
+        See the module docstring.  ``start`` must have ``min_train`` bars of history.
+    """
+    if horizon < 1 or retrain_every < 1 or embargo < 0:
+        raise ConfigurationError("horizon and retrain_every must be >= 1, embargo >= 0")
+    if start < min_train:
+        raise ConfigurationError(f"the first cutoff needs {min_train} bars of history, has {start}")
+    if end < start:
+        raise ConfigurationError("the evaluation period is empty: end is before start")
+    positions = np.flatnonzero(np.asarray(valid, dtype=bool))
+    specs = []
+    for k, cutoff in enumerate(range(start, end + 1, retrain_every)):
+        last_row = cutoff - horizon - embargo
+        rows = positions[positions <= last_row]
+        if len(rows) < 100:
+            raise DataError(
+                f"vintage {k} (cutoff bar {cutoff}) has only {len(rows)} complete training rows; "
+                "use a later --start or a longer dataset")
+        specs.append(VintageSpec(k, cutoff, min(cutoff + retrain_every - 1, end), rows))
+    return specs
+
+
+def fit_vintages(features: pd.DataFrame, target: pd.Series, schedule: Sequence[VintageSpec],
+                 make_model: Callable[[], Regressor], *, horizon: int,
+                 progress: bool = True) -> list[Vintage]:
+    """Fit one model per scheduled vintage, on that vintage's training rows only."""
+    X = features.to_numpy(dtype=np.float64)
+    y = target.to_numpy(dtype=np.float64)
+    dates = features.index
+    fitted = []
+    bar = tqdm(schedule, desc="training vintages", unit="vintage", disable=not progress,
+               leave=False)
+    for spec in bar:
+        rows = spec.train_rows
+        label_end = int(rows[-1]) + horizon
+        if label_end > spec.cutoff or not np.isfinite(y[rows]).all():
+            raise ConfigurationError(f"vintage {spec.index}: training labels reach past its cutoff")
+        model = make_model().fit(X[rows], y[rows])
+        fitted.append(Vintage(
+            spec=spec, model=model, horizon=horizon,
+            predict_start=dates[spec.cutoff], predict_end=dates[spec.predict_last],
+            train_start=dates[rows[0]], train_end=dates[label_end], train_label_end=label_end))
+    logger.info("trained {} vintages", len(fitted))
+    return fitted
+
+
+def leakage_audit(vintages: Sequence[Vintage], prediction_dates: pd.DatetimeIndex,
+                  dates: pd.DatetimeIndex) -> dict[str, Any]:
+    """Check every predicted bar against the vintage that predicted it.
+
+    A bar fails when no vintage covers it, when two do, or when the covering vintage's last
+    training label ends after the bar.  ``prediction_dates`` are the bars that carry a
+    prediction in the run's output, so the audit checks what was used, not what was planned.
+
+    Returns
+    -------
+    dict
+        ``verdict`` ("pass"/"fail"), ``bars_checked``, and up to ten ``violations``.
+    """
+    positions = dates.get_indexer(prediction_dates)
+    violations: list[str] = []
+    for pos, date in zip(positions, prediction_dates, strict=True):
+        owners = [v for v in vintages if v.spec.cutoff <= pos <= v.spec.predict_last]
+        if len(owners) != 1:
+            violations.append(f"{date.date()}: covered by {len(owners)} vintages")
+        elif owners[0].train_label_end > pos or pos < 0:
+            v = owners[0]
+            violations.append(
+                f"{date.date()}: vintage {v.spec.index} trained on a label ending "
+                f"{v.train_end.date()}")
+    verdict = "pass" if not violations and len(positions) else "fail"
+    return {"verdict": verdict, "bars_checked": int(len(positions)),
+            "violations": violations[:10], "n_violations": len(violations)}

@@ -1,0 +1,1 @@
+"""Sizing and risk math (pure functions, no backtrader) plus thin ``bt.Sizer`` adapters."""

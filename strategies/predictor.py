@@ -1,0 +1,74 @@
+"""``EnsemblePredictor``: a signal exposed to backtrader as an indicator.
+
+Lines:
+- ``prediction``: the signal's forecast for the bar (log return over the horizon);
+- ``volatility``: realised daily volatility of log returns over ``vol_window`` bars.
+
+The vectorised ``once`` path (backtests) and the bar-by-bar ``next`` path (live feeds, and
+``runonce=False``) give identical values: both hand the same bars to the same pure functions.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from sizing.volatility import realised_vol, realised_vol_last
+
+# backtrader stores datetimes as days since 0001-01-01 (proleptic Gregorian ordinal).
+_EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
+
+
+def bt_dates(nums: np.ndarray) -> pd.DatetimeIndex:
+    """Convert backtrader float datetimes to a DatetimeIndex, rounded to the second."""
+    seconds = np.round((np.asarray(nums, dtype=np.float64) - _EPOCH_ORDINAL) * 86400.0)
+    return pd.DatetimeIndex(pd.to_datetime(seconds, unit="s"), name="date")
+
+
+class EnsemblePredictor(bt.Indicator):
+    """Predictions of a :mod:`models.signal` signal for one data feed.
+
+    Parameters
+    ----------
+    signal : VintageSignal | SeriesSignal
+        Anything with ``lookback``, ``predict_batch(ohlcv)`` and ``predict_last(window)``.
+    vol_window : int
+        Bars in the realised-volatility window.
+    """
+
+    lines = ("prediction", "volatility")
+    params = (("signal", None), ("vol_window", 21))
+    plotinfo = dict(subplot=True)
+
+    def __init__(self) -> None:
+        self._batch: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _frame(self, size: int | None = None) -> pd.DataFrame:
+        d = self.data
+        if size is None:  # the whole buffer (runonce)
+            cols = {n: np.asarray(getattr(d, n).array, dtype=np.float64)
+                    for n in ("datetime", "open", "high", "low", "close", "volume")}
+        else:
+            cols = {n: np.asarray(getattr(d, n).get(size=size), dtype=np.float64)
+                    for n in ("datetime", "open", "high", "low", "close", "volume")}
+        index = bt_dates(cols.pop("datetime"))
+        return pd.DataFrame(cols, index=index)
+
+    def next(self) -> None:
+        size = min(len(self.data), max(self.p.signal.lookback, self.p.vol_window + 1))
+        window = self._frame(size)
+        self.lines.prediction[0] = self.p.signal.predict_last(window)
+        self.lines.volatility[0] = realised_vol_last(window["close"].to_numpy(), self.p.vol_window)
+
+    def once(self, start: int, end: int) -> None:
+        if self._batch is None:
+            frame = self._frame()
+            self._batch = (self.p.signal.predict_batch(frame),
+                           realised_vol(frame["close"].to_numpy(), self.p.vol_window))
+        pred, vol = self._batch
+        # Line buffers are array.array('d'): they take slices of the same type only.
+        self.lines.prediction.array[start:end] = array("d", pred[start:end])
+        self.lines.volatility.array[start:end] = array("d", vol[start:end])
