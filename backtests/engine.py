@@ -35,7 +35,8 @@ def configure_broker(cerebro: bt.Cerebro, cash: float, commission: float,
     cerebro.broker.set_slippage_perc(slippage, slip_open=True, slip_limit=True,
                                      slip_match=True, slip_out=True)
     # Orders are sized at the decision bar's close and fill at the next open; a gap may need
-    # slightly more cash than is free.  Accept the fill rather than drop the order.
+    # slightly more cash than is free.  Accept the fill rather than drop the order (see
+    # FractionalCommission.leverage for why the execution-time check passes too).
     cerebro.broker.set_checksubmit(False)
 
 

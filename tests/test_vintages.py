@@ -1,0 +1,100 @@
+"""Walk-forward schedule, leakage audit, and the end-to-end causality of predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtests.config import load_config
+from backtests.runner import Period, train_vintages
+from models.errors import ConfigurationError, DataError
+from models.signal import VintageSignal
+from models.vintages import build_schedule, leakage_audit
+from tests.synthetic import ar1_returns
+
+
+def test_schedule_trains_only_on_labels_ending_an_embargo_before_the_cutoff():
+    valid = np.ones(2000, dtype=bool)
+    valid[:100] = False
+    specs = build_schedule(valid, 600, 1999, horizon=5, retrain_every=63, embargo=5)
+    for spec in specs:
+        assert spec.train_rows.min() >= 100
+        assert spec.train_rows.max() + 5 + 5 == spec.cutoff
+
+
+def test_schedule_windows_tile_the_evaluation_period_without_gaps():
+    specs = build_schedule(np.ones(2000, dtype=bool), 600, 1999, horizon=1, retrain_every=100)
+    assert specs[0].cutoff == 600 and specs[-1].predict_last == 1999
+    for a, b in zip(specs, specs[1:], strict=False):
+        assert a.predict_last + 1 == b.cutoff
+
+
+def test_schedule_with_short_history_raises_configuration_error():
+    with pytest.raises(ConfigurationError, match="504 bars of history"):
+        build_schedule(np.ones(2000, dtype=bool), 300, 1999, horizon=5)
+
+
+def test_schedule_with_too_few_complete_rows_raises_data_error():
+    valid = np.zeros(2000, dtype=bool)
+    valid[450:] = True
+    with pytest.raises(DataError, match="training rows"):
+        build_schedule(valid, 504, 1999, horizon=5)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    ohlcv = ar1_returns(n=1400, seed=3)
+    cfg = load_config(None, {"data": "synthetic", "horizon": 5, "retrain_every": 150})
+    period = Period(600, 1399)
+    return ohlcv, cfg, period, train_vintages(ohlcv, period, cfg, progress=False)
+
+
+def test_audit_passes_for_the_vintages_the_pipeline_trains(trained):
+    ohlcv, _, period, vintages = trained
+    predicted = ohlcv.index[period.start:period.end + 1]
+    audit = leakage_audit(vintages, predicted, ohlcv.index)
+    assert audit["verdict"] == "pass"
+    assert audit["bars_checked"] == len(predicted)
+
+
+def test_audit_fails_when_a_vintage_trained_on_a_label_ending_after_a_bar(trained):
+    ohlcv, _, period, vintages = trained
+    leaky = vintages[1]
+    leaky.train_label_end, saved = leaky.spec.cutoff + 3, leaky.train_label_end
+    try:
+        audit = leakage_audit(vintages, ohlcv.index[period.start:period.end + 1], ohlcv.index)
+    finally:
+        leaky.train_label_end = saved
+    assert audit["verdict"] == "fail"
+    assert audit["n_violations"] == 3
+
+
+def test_audit_fails_for_a_bar_that_no_vintage_covers(trained):
+    ohlcv, _, period, vintages = trained
+    audit = leakage_audit(vintages, ohlcv.index[period.start - 1:period.start + 5], ohlcv.index)
+    assert audit["verdict"] == "fail"
+
+
+def test_changing_the_future_never_changes_a_past_prediction(trained):
+    # Arrange: the same bars up to T, then a different future after T.
+    ohlcv, cfg, period, vintages = trained
+    cut = 1000
+    altered = ohlcv.copy()
+    altered.iloc[cut + 1:, :4] *= np.linspace(1.5, 0.5, len(ohlcv) - cut - 1)[:, None]
+    altered["high"] = altered[["open", "high", "close"]].max(axis=1)
+    altered["low"] = altered[["open", "low", "close"]].min(axis=1)
+    # Act
+    original = VintageSignal(vintages).predict_batch(ohlcv)
+    retrained = VintageSignal(train_vintages(altered, period, cfg, progress=False))
+    changed = retrained.predict_batch(altered)
+    # Assert: every bar up to T is predicted identically; later bars do move.
+    np.testing.assert_array_equal(original[period.start:cut + 1], changed[period.start:cut + 1])
+    assert not np.allclose(original[cut + 20:], changed[cut + 20:])
+
+
+def test_vintage_records_hold_the_dates_of_their_windows(trained):
+    ohlcv, _, _, vintages = trained
+    rec = vintages[0].record()
+    assert pd.Timestamp(rec["train_end"]) < pd.Timestamp(rec["predict_start"])
+    assert set(rec["models"]) == {"xgb", "lgbm"}
