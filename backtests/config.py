@@ -14,21 +14,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from models.errors import ConfigurationError
 from models.gbm import LEARNERS
-
-
-class SizingConfig(BaseModel):
-    """Interim sizing: ``clip(kelly_scale * mu / sigma^2, 0, max_weight)``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_weight: float = Field(1.0, gt=0, le=1, description="largest long weight")
-    kelly_scale: float = Field(0.5, gt=0, le=1, description="multiplier on the Kelly fraction")
-    rebalance_band: float = Field(0.05, ge=0, lt=1, description="smallest weight change traded")
-    vol_window: int = Field(21, ge=2, le=252, description="bars of realised volatility")
+from sizing.config import SizingConfig
 
 
 class BacktestConfig(BaseModel):
@@ -77,6 +73,8 @@ def _describe(err: ValidationError, source: str, cli_keys: set[str]) -> str:
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{key}'; remove it (see configs/backtest.yaml for keys)"
     got = first.get("input")
+    if first["type"] == "value_error":  # a cross-field rule: the message names the key
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
     return f"{source}: key '{key}': {first['msg']} (got {got!r})"
 
 

@@ -9,11 +9,12 @@ from typing import Any
 import backtrader as bt
 import pandas as pd
 
-from sizing.bt_sizers import TargetWeightSizer
-from sizing.interim import InterimSizing
+from sizing.bt_sizers import KellySizer
+from sizing.config import SizingConfig
 from strategies.analyzers import RunRecorder
 from strategies.commission import FractionalCommission
-from strategies.strategy import EnsembleStrategy
+from strategies.financing import FinancedBroker
+from strategies.strategy import DECISION_FIELDS, EnsembleStrategy
 
 
 def make_feed(ohlcv: pd.DataFrame, name: str) -> bt.feeds.PandasData:
@@ -23,15 +24,22 @@ def make_feed(ohlcv: pd.DataFrame, name: str) -> bt.feeds.PandasData:
     return bt.feeds.PandasData(dataname=frame, name=name, timeframe=bt.TimeFrame.Days)
 
 
-def configure_broker(cerebro: bt.Cerebro, cash: float, commission: float,
-                     slippage: float) -> None:
-    """Cash, commission on notional, and slippage as an exact fraction of the fill price.
+def configure_broker(cerebro: bt.Cerebro, cash: float, commission: float, slippage: float,
+                     sizing: SizingConfig | None = None) -> None:
+    """Financed broker, commission on notional, slippage as an exact fraction of the price.
 
     ``slip_out=True`` keeps the slipped price even beyond the bar's range, so the cost is
-    always ``slippage * notional`` and never silently capped at the high or low.
+    always ``slippage * notional`` and never silently capped at the high or low.  The
+    commission info's ``leverage`` is at least ``max_long`` so that explicit share counts up
+    to the largest allowed gross exposure are never rejected for margin.
     """
+    sizing = sizing or SizingConfig()
+    cerebro.broker = FinancedBroker(margin_rate=sizing.margin_rate,
+                                    short_borrow_rate=sizing.short_borrow_rate)
     cerebro.broker.setcash(cash)
-    cerebro.broker.addcommissioninfo(FractionalCommission(commission=commission))
+    leverage = max(4.0, 2.0 * sizing.max_long)
+    cerebro.broker.addcommissioninfo(FractionalCommission(commission=commission,
+                                                          leverage=leverage))
     cerebro.broker.set_slippage_perc(slippage, slip_open=True, slip_limit=True,
                                      slip_match=True, slip_out=True)
     # Orders are sized at the decision bar's close and fill at the next open; a gap may need
@@ -41,17 +49,30 @@ def configure_broker(cerebro: bt.Cerebro, cash: float, commission: float,
 
 
 def run_strategy(feeds: Mapping[str, pd.DataFrame], signals: Mapping[str, Any], *,
-                 horizon: int, trade_start: date | None, sizing: InterimSizing,
-                 cash: float, commission: float, slippage: float, vol_window: int = 21,
+                 horizon: int, trade_start: date | None, sizing: SizingConfig,
+                 cash: float, commission: float, slippage: float,
                  runonce: bool = True) -> dict:
-    """Run :class:`EnsembleStrategy` over the feeds and return the recorder's analysis."""
+    """Run :class:`EnsembleStrategy` over the feeds.
+
+    Returns
+    -------
+    dict
+        The recorder's ``bars``, ``orders`` and ``trades``, plus ``decisions`` (rows of
+        ``DECISION_FIELDS``), ``breaker_trips``, ``financing_costs`` and
+        ``max_gross_leverage``.
+    """
     cerebro = bt.Cerebro(stdstats=False, runonce=runonce, preload=True)
     for name, frame in feeds.items():
         cerebro.adddata(make_feed(frame, name))
-    configure_broker(cerebro, cash, commission, slippage)
-    cerebro.addsizer(TargetWeightSizer)
+    configure_broker(cerebro, cash, commission, slippage, sizing)
+    cerebro.addsizer(KellySizer)
     cerebro.addstrategy(EnsembleStrategy, signals=dict(signals), horizon=horizon,
-                        trade_start=trade_start, sizing=sizing, vol_window=vol_window)
+                        trade_start=trade_start, sizing=sizing)
     cerebro.addanalyzer(RunRecorder, _name="recorder")
     strat = cerebro.run()[0]
-    return strat.analyzers.recorder.get_analysis()
+    broker = cerebro.broker
+    return {**strat.analyzers.recorder.get_analysis(),
+            "decisions": [dict(zip(DECISION_FIELDS, (bt.num2date(row[0]).date(), *row[1:]),
+                                   strict=True)) for row in strat.decisions],
+            "breaker_trips": strat.breaker.trips, "financing_costs": broker.financing_paid,
+            "max_gross_leverage": broker.max_gross_leverage}

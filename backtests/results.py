@@ -25,6 +25,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "sharpe", "sortino", "max_drawdown",
     "n_trades", "exposure", "turnover", "costs_paid",
     "direction_accuracy", "ic",
+    "breaker_trips", "max_gross_leverage", "financing_costs",
     "n_vintages", "leakage_audit", "config_hash", "version",
 )
 

@@ -28,7 +28,7 @@ from models.metrics import drawdown_series
 from models.signal import VintageSignal
 from models.targets import forward_log_return
 from models.vintages import Vintage, build_schedule, fit_vintages, leakage_audit
-from sizing.interim import InterimSizing
+from strategies.strategy import DECISION_FIELDS
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,9 @@ def _write_outputs(folder: Path, cfg: BacktestConfig, ohlcv: pd.DataFrame, perio
         "end": eval_dates[-1].date().isoformat(), "bars": int(len(eval_dates)),
         "horizon": cfg.horizon,
         **performance(equity, close, actual, orders),
+        "breaker_trips": analysis["breaker_trips"],
+        "max_gross_leverage": analysis["max_gross_leverage"],
+        "financing_costs": analysis["financing_costs"],
         "n_vintages": len(vintages), "leakage_audit": audit["verdict"],
         "config_hash": cfg.config_hash(), "version": package_version(),
     }
@@ -118,6 +121,8 @@ def _write_outputs(folder: Path, cfg: BacktestConfig, ohlcv: pd.DataFrame, perio
     equity.to_csv(folder / "equity.csv", index_label="date", float_format="%.10g")
     orders.to_csv(folder / "orders.csv", index=False)
     trades.to_csv(folder / "trades.csv", index=False)
+    pd.DataFrame(analysis["decisions"], columns=DECISION_FIELDS).to_csv(
+        folder / "decisions.csv", index=False, float_format="%.10g")
     write_json(folder / "vintages.json", {
         "horizon": cfg.horizon, "embargo": cfg.embargo, "retrain_every": cfg.retrain_every,
         "min_train": cfg.min_train, "vintages": [v.record() for v in vintages]})
@@ -143,13 +148,10 @@ def run_backtest(cfg: BacktestConfig, progress: bool = True) -> Path:
                 period.end - period.start + 1, cfg.horizon)
     with results_dir(cfg.out, "backtest", symbol) as pending:
         vintages = train_vintages(ohlcv, period, cfg, progress=progress)
-        s = cfg.sizing
         analysis = run_strategy(
             {symbol: ohlcv}, {symbol: VintageSignal(vintages)}, horizon=cfg.horizon,
-            trade_start=ohlcv.index[period.start].date(),
-            sizing=InterimSizing(s.max_weight, s.kelly_scale, s.rebalance_band),
-            cash=cfg.initial_cash, commission=cfg.commission, slippage=cfg.slippage,
-            vol_window=s.vol_window)
+            trade_start=ohlcv.index[period.start].date(), sizing=cfg.sizing,
+            cash=cfg.initial_cash, commission=cfg.commission, slippage=cfg.slippage)
         summary = _write_outputs(pending.scratch, cfg, ohlcv, period, vintages, analysis)
     logger.info("return {:+.2%} vs buy-and-hold {:+.2%}; direction accuracy {:.3f}, IC {:.3f}; "
                 "leakage audit {}", summary["strategy_return"], summary["buy_hold_return"],

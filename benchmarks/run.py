@@ -52,16 +52,18 @@ def machine() -> dict:
 
 def format_table(result: dict) -> str:
     """A plain-text table of one benchmark's cases and ratios."""
-    lines = [f"== {result['name']}: {result['title']} ({result['n_bars']} bars)",
-             f"{'case':<26} {'median s':>9} {'cpu s':>8} {'bars/s':>9} {'fills':>6}"]
+    lines = [f"== {result['name']}: {result['title']} ({result['n_bars']} bars, "
+             f"{result['rounds']} rounds; stream {result['stream_rounds']})",
+             f"{'case':<26} {'median s':>9} {'min s':>7} {'spread':>7} {'bars/s':>8} "
+             f"{'fills':>6}"]
     for c in result["cases"]:
-        lines.append(f"{c['name']:<26} {c['median_wall_s']:>9.3f} {c['median_cpu_s']:>8.3f} "
-                     f"{c['bars_per_s']:>9.0f} {c['fills']:>6}")
-    lines.append(f"{'ratio (throughput)':<44} {'wall':>6} {'cpu':>6}  goal")
+        lines.append(f"{c['name']:<26} {c['median_wall_s']:>9.3f} {c['min_wall_s']:>7.3f} "
+                     f"{c['spread']:>7.0%} {c['bars_per_s']:>8.0f} {c['fills']:>6}")
+    lines.append(f"{'throughput ratio':<40} {'medians':>8} {'paired':>7} {'best':>6}  goal")
     for r in result["ratios"]:
         goal = f">= {r['goal']}" if r["goal"] is not None else ""
-        lines.append(f"{r['name']:<44} {r['throughput_ratio']:>6.2f} "
-                     f"{r['cpu_throughput_ratio']:>6.2f}  {goal}")
+        lines.append(f"{r['name']:<40} {r['throughput_ratio']:>8.2f} {r['paired_ratio']:>7.2f} "
+                     f"{r['best_ratio']:>6.2f}  {goal}")
     return "\n".join(lines)
 
 

@@ -2,10 +2,13 @@
 
 Following Qlib's split between models and the backtest, a signal is either a set of fitted
 walk-forward vintages (:class:`VintageSignal`) or a precomputed series
-(:class:`SeriesSignal`).  Both answer two questions with the same numbers:
+(:class:`SeriesSignal`).  Both answer the same questions with the same numbers, vectorised or bar by bar:
 
 - ``predict_batch(ohlcv)``: every bar at once (the backtester's vectorised path);
-- ``predict_last(window)``: the last bar of a window of recent bars (the streaming path).
+- ``predict_last(window, date)``: the bar at ``date``, given a window of the last ``lookback``
+  bars ending there (the streaming path; ``window`` is None when ``lookback`` is 0);
+- ``prior_batch(dates)`` / ``prior_last(date)``: the win-rate statistics of the model that
+  predicts each bar, for the sizing prior.
 """
 
 from __future__ import annotations
@@ -51,9 +54,21 @@ class VintageSignal:
                 out[lo:hi] = v.model.predict(X[lo:hi])
         return out
 
-    def predict_last(self, window: pd.DataFrame) -> float:
-        """Prediction for the last bar of ``window`` (at most ``lookback`` bars needed)."""
-        k = self._owner(window.index[-1])
+    def prior_batch(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        """Per bar, the predicting vintage's ``max(holdout_dir_acc, train_positive_pct)``."""
+        return np.array([self.prior_last(d) for d in dates])
+
+    def prior_last(self, date: pd.Timestamp) -> float:
+        k = self._owner(date)
+        if k < 0:
+            return float("nan")
+        v = self.vintages[k]
+        known = [x for x in (v.holdout_dir_acc, v.train_positive_pct) if np.isfinite(x)]
+        return max(known) if known else float("nan")
+
+    def predict_last(self, window: pd.DataFrame | None, date: pd.Timestamp) -> float:
+        """Prediction for ``date``, the last bar of ``window`` (``lookback`` bars suffice)."""
+        k = self._owner(date)
         if k < 0:
             return float("nan")
         x = feats.build_features(window.iloc[-self.lookback:]).to_numpy(dtype=np.float64)[-1:]
@@ -61,15 +76,27 @@ class VintageSignal:
 
 
 class SeriesSignal:
-    """A precomputed prediction series indexed by date (benchmarks, replays, research)."""
+    """A precomputed prediction series indexed by date (benchmarks, replays, research).
 
-    lookback = 1
+    ``prior`` is the win-rate prior reported for every bar (NaN: none, the sizing floor).
+    """
 
-    def __init__(self, predictions: pd.Series) -> None:
+    lookback = 0
+
+    def __init__(self, predictions: pd.Series, prior: float = float("nan")) -> None:
         self.predictions = predictions.astype(np.float64)
+        self.prior = float(prior)
+        self._by_date = dict(zip(self.predictions.index, self.predictions.to_numpy(),
+                                 strict=True))
+
+    def prior_batch(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        return np.full(len(dates), self.prior)
+
+    def prior_last(self, date: pd.Timestamp) -> float:
+        return self.prior
 
     def predict_batch(self, ohlcv: pd.DataFrame) -> np.ndarray:
         return self.predictions.reindex(ohlcv.index).to_numpy(dtype=np.float64)
 
-    def predict_last(self, window: pd.DataFrame) -> float:
-        return float(self.predictions.get(window.index[-1], np.nan))
+    def predict_last(self, window: pd.DataFrame | None, date: pd.Timestamp) -> float:
+        return float(self._by_date.get(date, np.nan))

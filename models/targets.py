@@ -25,7 +25,7 @@ __all__ = ["forward_log_return", "label_end_index", "to_daily_return"]
 ArrayLikeT = TypeVar("ArrayLikeT", float, np.ndarray, pd.Series)
 
 
-def _check_horizon(horizon: int) -> int:
+def check_horizon(horizon: int) -> int:
     """Return ``horizon`` as an int, or raise ``ConfigurationError`` naming the fix."""
     # bool is an Integral, but ``horizon=True`` is a config mistake, not a one-bar horizon.
     if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) or horizon < 1:
@@ -58,7 +58,7 @@ def forward_log_return(close: pd.Series, horizon: int) -> pd.Series:
     ConfigurationError
         If ``horizon`` is not an integer >= 1.
     """
-    h = _check_horizon(horizon)
+    h = check_horizon(horizon)
     values = close.to_numpy(dtype=np.float64)
     out = np.full(values.shape[0], np.nan)
     if h < values.shape[0]:
@@ -89,7 +89,7 @@ def to_daily_return(pred: ArrayLikeT, horizon: int) -> ArrayLikeT:
     ConfigurationError
         If ``horizon`` is not an integer >= 1.
     """
-    h = _check_horizon(horizon)
+    h = check_horizon(horizon)
     daily = np.exp(pred / h) - 1.0
     if isinstance(pred, numbers.Real):
         return float(daily)
@@ -120,4 +120,4 @@ def label_end_index(i: int, horizon: int) -> int:
     ConfigurationError
         If ``horizon`` is not an integer >= 1.
     """
-    return i + _check_horizon(horizon)
+    return i + check_horizon(horizon)

@@ -22,6 +22,8 @@ from loguru import logger
 from tqdm import tqdm
 
 from models.errors import ConfigurationError, DataError
+from models.gbm import purged_tail_split
+from models.metrics import direction_accuracy
 
 
 class Regressor(Protocol):
@@ -51,6 +53,8 @@ class Vintage:
     train_start: pd.Timestamp
     train_end: pd.Timestamp  # date of the bar where the last training label ends
     train_label_end: int  # position of that bar
+    holdout_dir_acc: float = float("nan")  # ensemble on the purged validation tail
+    train_positive_pct: float = float("nan")  # share of positive training labels
 
     def record(self) -> dict[str, Any]:
         """The JSON-ready row of ``vintages.json``."""
@@ -63,6 +67,8 @@ class Vintage:
             "predict_end": self.predict_end.date().isoformat(),
             "n_train": int(len(self.spec.train_rows)),
             "horizon": self.horizon,
+            "holdout_dir_acc": self.holdout_dir_acc,
+            "train_positive_pct": self.train_positive_pct,
             "models": describe() if describe else {},
         }
 
@@ -102,7 +108,7 @@ def build_schedule(valid: np.ndarray, start: int, end: int, *, horizon: int,
 
 def fit_vintages(features: pd.DataFrame, target: pd.Series, schedule: Sequence[VintageSpec],
                  make_model: Callable[[], Regressor], *, horizon: int,
-                 progress: bool = True) -> list[Vintage]:
+                 val_fraction: float = 0.2, progress: bool = True) -> list[Vintage]:
     """Fit one model per scheduled vintage, on that vintage's training rows only."""
     X = features.to_numpy(dtype=np.float64)
     y = target.to_numpy(dtype=np.float64)
@@ -116,10 +122,15 @@ def fit_vintages(features: pd.DataFrame, target: pd.Series, schedule: Sequence[V
         if label_end > spec.cutoff or not np.isfinite(y[rows]).all():
             raise ConfigurationError(f"vintage {spec.index}: training labels reach past its cutoff")
         model = make_model().fit(X[rows], y[rows])
+        # The tail the learners early-stopped on: optimistic, which is why the sizing prior
+        # that uses it is capped (sizing.kelly.win_rate_prior).
+        _, tail = purged_tail_split(len(rows), val_fraction, horizon)
         fitted.append(Vintage(
             spec=spec, model=model, horizon=horizon,
             predict_start=dates[spec.cutoff], predict_end=dates[spec.predict_last],
-            train_start=dates[rows[0]], train_end=dates[label_end], train_label_end=label_end))
+            train_start=dates[rows[0]], train_end=dates[label_end], train_label_end=label_end,
+            holdout_dir_acc=direction_accuracy(model.predict(X[rows[tail]]), y[rows[tail]]),
+            train_positive_pct=float(np.mean(y[rows] > 0.0))))
     logger.info("trained {} vintages", len(fitted))
     return fitted
 

@@ -14,7 +14,7 @@ def shares_for_weight(weight: float, equity: float, price: float, allocation: fl
     return int(weight * allocation * equity / price)
 
 
-class TargetWeightSizer(bt.Sizer):
+class KellySizer(bt.Sizer):
     """Sizes an order as the gap between the target position and the held one.
 
     The strategy calls :meth:`set_target` and then ``buy``/``sell``; this sizer answers with

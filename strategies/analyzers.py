@@ -4,46 +4,42 @@ from __future__ import annotations
 
 import backtrader as bt
 
+BAR_FIELDS = ("date", "equity", "position_weight", "prediction")
+
 
 class RunRecorder(bt.Analyzer):
     """Records per-bar equity, held weight and prediction, every fill and every closed trade.
 
     ``get_analysis()`` returns ``{"bars": [...], "orders": [...], "trades": [...]}``; bars are
-    recorded for the first data feed's clock.
+    recorded on the first data feed's clock.  The per-bar work stores raw floats only; dates
+    are converted once, in ``get_analysis``.
     """
 
     def start(self) -> None:
-        self.bars: list[tuple] = []
-        self.orders: list[dict] = []
+        self._bars: list[tuple[float, float, float, float]] = []
+        self._fills: list[tuple] = []
         self.trades: list[dict] = []
 
     def next(self) -> None:
         strat = self.strategy
-        data = strat.datas[0]
         value = strat.broker.getvalue()
-        held = sum(strat.getposition(d).size * d.close[0] for d in strat.datas)
-        self.bars.append((data.datetime.datetime(0), value, held / value if value else 0.0,
-                          strat.prediction(data)))
+        held = 0.0
+        for d in strat.datas:
+            held += strat.getposition(d).size * d.close[0]
+        self._bars.append((strat.datas[0].datetime[0], value, held / value if value else 0.0,
+                           strat.prediction(strat.datas[0])))
 
     def notify_order(self, order: bt.Order) -> None:
-        if order.status != order.Completed:
-            if order.status in (order.Margin, order.Rejected):
-                self.orders.append(self._order_row(order, "rejected"))
+        if order.status == order.Completed:
+            status = "filled"
+        elif order.status in (order.Margin, order.Rejected):
+            status = "rejected"
+        else:
             return
-        self.orders.append(self._order_row(order, "filled"))
-
-    def _order_row(self, order: bt.Order, status: str) -> dict:
         ex = order.executed
-        return {
-            "date": bt.num2date(ex.dt).date().isoformat() if ex.dt else "",
-            "decided": bt.num2date(order.created.dt).date().isoformat(),
-            "symbol": order.data._name, "side": "buy" if order.isbuy() else "sell",
-            "size": abs(ex.size), "price": ex.price, "commission": ex.comm,
-            "notional": abs(ex.size) * ex.price,
-            # Notified on the fill bar, so open[0] is the price before slippage.
-            "slippage": abs(ex.price - order.data.open[0]) * abs(ex.size) if ex.size else 0.0,
-            "status": status,
-        }
+        # Notified on the fill bar, so open[0] is the price before slippage.
+        self._fills.append((ex.dt, order.created.dt, order.data._name, order.isbuy(),
+                            abs(ex.size), ex.price, ex.comm, order.data.open[0], status))
 
     def notify_trade(self, trade: bt.Trade) -> None:
         if trade.isclosed:
@@ -55,5 +51,18 @@ class RunRecorder(bt.Analyzer):
                 "commission": trade.commission,
             })
 
+    @staticmethod
+    def _order_row(fill: tuple) -> dict:
+        exdt, created, name, isbuy, size, price, comm, open_, status = fill
+        return {
+            "date": bt.num2date(exdt).date().isoformat() if exdt else "",
+            "decided": bt.num2date(created).date().isoformat(),
+            "symbol": name, "side": "buy" if isbuy else "sell",
+            "size": size, "price": price, "commission": comm, "notional": size * price,
+            "slippage": abs(price - open_) * size if size else 0.0, "status": status,
+        }
+
     def get_analysis(self) -> dict:
-        return {"bars": self.bars, "orders": self.orders, "trades": self.trades}
+        bars = [(bt.num2date(b[0]), *b[1:]) for b in self._bars]
+        return {"bars": bars, "orders": [self._order_row(f) for f in self._fills],
+                "trades": self.trades}

@@ -2,7 +2,8 @@
 
 Lines:
 - ``prediction``: the signal's forecast for the bar (log return over the horizon);
-- ``volatility``: realised daily volatility of log returns over ``vol_window`` bars.
+- ``volatility``: realised daily volatility of log returns over ``vol_window`` bars;
+- ``prior``: the predicting model's raw win-rate prior (see ``models.signal``).
 
 The vectorised ``once`` path (backtests) and the bar-by-bar ``next`` path (live feeds, and
 ``runonce=False``) give identical values: both hand the same bars to the same pure functions.
@@ -22,10 +23,18 @@ from sizing.volatility import realised_vol, realised_vol_last
 _EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
 
 
+_EPOCH = pd.Timestamp("1970-01-01")
+
+
 def bt_dates(nums: np.ndarray) -> pd.DatetimeIndex:
     """Convert backtrader float datetimes to a DatetimeIndex, rounded to the second."""
     seconds = np.round((np.asarray(nums, dtype=np.float64) - _EPOCH_ORDINAL) * 86400.0)
     return pd.DatetimeIndex(pd.to_datetime(seconds, unit="s"), name="date")
+
+
+def bt_date(num: float) -> pd.Timestamp:
+    """:func:`bt_dates` for one value (same rounding: half to even, to the second)."""
+    return _EPOCH + pd.Timedelta(seconds=round((num - _EPOCH_ORDINAL) * 86400.0))
 
 
 class EnsemblePredictor(bt.Indicator):
@@ -34,17 +43,18 @@ class EnsemblePredictor(bt.Indicator):
     Parameters
     ----------
     signal : VintageSignal | SeriesSignal
-        Anything with ``lookback``, ``predict_batch(ohlcv)`` and ``predict_last(window)``.
+        Anything with ``lookback``, ``predict_batch``, ``predict_last``, ``prior_batch`` and
+        ``prior_last`` (see :mod:`models.signal`).
     vol_window : int
         Bars in the realised-volatility window.
     """
 
-    lines = ("prediction", "volatility")
+    lines = ("prediction", "volatility", "prior")
     params = (("signal", None), ("vol_window", 21))
     plotinfo = dict(subplot=True)
 
     def __init__(self) -> None:
-        self._batch: tuple[np.ndarray, np.ndarray] | None = None
+        self._batch: tuple[np.ndarray, ...] | None = None
 
     def _frame(self, size: int | None = None) -> pd.DataFrame:
         d = self.data
@@ -58,17 +68,20 @@ class EnsemblePredictor(bt.Indicator):
         return pd.DataFrame(cols, index=index)
 
     def next(self) -> None:
-        size = min(len(self.data), max(self.p.signal.lookback, self.p.vol_window + 1))
-        window = self._frame(size)
-        self.lines.prediction[0] = self.p.signal.predict_last(window)
-        self.lines.volatility[0] = realised_vol_last(window["close"].to_numpy(), self.p.vol_window)
+        signal, n = self.p.signal, len(self.data)
+        date = bt_date(self.data.datetime[0])
+        window = self._frame(min(n, signal.lookback)) if signal.lookback > 0 else None
+        closes = np.asarray(self.data.close.get(size=min(n, self.p.vol_window + 1)))
+        self.lines.prediction[0] = signal.predict_last(window, date)
+        self.lines.volatility[0] = realised_vol_last(closes, self.p.vol_window)
+        self.lines.prior[0] = signal.prior_last(date)
 
     def once(self, start: int, end: int) -> None:
         if self._batch is None:
             frame = self._frame()
             self._batch = (self.p.signal.predict_batch(frame),
-                           realised_vol(frame["close"].to_numpy(), self.p.vol_window))
-        pred, vol = self._batch
+                           realised_vol(frame["close"].to_numpy(), self.p.vol_window),
+                           self.p.signal.prior_batch(frame.index))
         # Line buffers are array.array('d'): they take slices of the same type only.
-        self.lines.prediction.array[start:end] = array("d", pred[start:end])
-        self.lines.volatility.array[start:end] = array("d", vol[start:end])
+        for line, values in zip(self.lines, self._batch, strict=True):
+            line.array[start:end] = array("d", values[start:end])

@@ -1,19 +1,42 @@
 """``EnsembleStrategy``: decide at the close of bar t, fill at the open of bar t+1.
 
 The strategy has no live branches: backtests, replays and paper trading differ only in the
-feed and broker that cerebro wires in.  One predictor and one sizing decision per data feed.
+feed and broker that cerebro wires in.  One predictor and one sizing decision per data feed;
+one drawdown circuit breaker for the account.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import date
+from datetime import date, datetime, time
 
 import backtrader as bt
 
-from models.targets import to_daily_return
-from sizing.interim import InterimSizing, interim_target_weight, needs_rebalance
+from models.targets import check_horizon
+from sizing.breaker import BreakerParams, BreakerState, cap_weight, position_limit, step
+from sizing.config import SizingConfig
+from sizing.kelly import lagged_inputs, target_weight
+from sizing.lagged import LaggedStats
 from strategies.predictor import EnsemblePredictor
+
+DECISION_FIELDS = ("date", "symbol", "prediction", "expected_return", "volatility", "p_win",
+                   "payoff", "n_resolved", "target_weight", "held_weight", "drawdown",
+                   "breaker")
+
+
+def breaker_params(cfg: SizingConfig) -> BreakerParams:
+    return BreakerParams(trigger=cfg.drawdown_circuit_breaker,
+                         max_position=cfg.drawdown_max_position, reset=cfg.drawdown_reset,
+                         halt=cfg.drawdown_halt)
+
+
+def needs_rebalance(target: float, held: float, band: float, limit: float) -> bool:
+    """Trade when the gap is worth it, when going flat, or when held exceeds the limit."""
+    if abs(held) > limit + 1e-12:
+        return True
+    if target == 0.0:
+        return held != 0.0
+    return abs(target - held) >= band
 
 
 class EnsembleStrategy(bt.Strategy):
@@ -27,21 +50,28 @@ class EnsembleStrategy(bt.Strategy):
         Label horizon of the signals, to turn predictions into daily returns.
     trade_start : datetime.date | None
         No decision before this date (bars before it only warm up indicators).
-    sizing : InterimSizing
-        Sizing parameters.
-    vol_window : int
-        Bars of realised volatility used by the sizing rule.
+    sizing : SizingConfig
+        Sizing and breaker parameters.
+    breaker_state : BreakerState | None
+        Resume the breaker from a saved state (the paper daemon persists it).
     """
 
     params = (("signals", None), ("horizon", 5), ("trade_start", None),
-              ("sizing", InterimSizing()), ("vol_window", 21))
+              ("sizing", SizingConfig()), ("breaker_state", None))
 
     def __init__(self) -> None:
+        cfg = self.p.sizing
         self.predictors = {d._name: EnsemblePredictor(d, signal=self.p.signals[d._name],
-                                                      vol_window=self.p.vol_window)
+                                                      vol_window=cfg.vol_window)
                            for d in self.datas}
-        self.targets: dict[str, float] = {d._name: 0.0 for d in self.datas}
-        self._trade_start: date | None = self.p.trade_start
+        self.stats = {d._name: LaggedStats(self.p.horizon, cfg.stats_window) for d in self.datas}
+        self.breaker = self.p.breaker_state or BreakerState()
+        self._breaker_params = breaker_params(cfg)
+        # Compare backtrader's float datetimes: no date conversion per bar.
+        start: date | None = self.p.trade_start
+        self._start_num = bt.date2num(datetime.combine(start, time())) if start else -math.inf
+        self._horizon = float(check_horizon(self.p.horizon))
+        self.decisions: list[tuple] = []  # rows of DECISION_FIELDS, date as a float
 
     def held_weight(self, data: bt.AbstractDataBase) -> float:
         value = self.broker.getvalue()
@@ -49,22 +79,38 @@ class EnsembleStrategy(bt.Strategy):
         return size * data.close[0] / value if value > 0 else 0.0
 
     def next(self) -> None:
-        if self._trade_start is not None and self.data.datetime.date(0) < self._trade_start:
+        day = self.data.datetime[0]
+        if day < self._start_num:
+            return
+        cfg = self.p.sizing
+        self.breaker = step(self.breaker, self.broker.getvalue(), self._breaker_params)
+        limit = position_limit(self.breaker, self._breaker_params, cfg.max_long)
+        for data in self.datas:
+            self._decide(data, day, cfg, limit)
+
+    def _decide(self, data: bt.AbstractDataBase, day: float, cfg: SizingConfig,
+                limit: float) -> None:
+        predictor, stats = self.predictors[data._name], self.stats[data._name]
+        pred = predictor.prediction[0]
+        stats.observe(pred, data.close[0])  # resolves the prediction made `horizon` bars ago
+        mu = math.exp(pred / self._horizon) - 1.0  # models.targets.to_daily_return
+        sigma = predictor.volatility[0]
+        p_win, payoff = lagged_inputs(predictor.prior[0], stats.hit_rate, stats.payoff,
+                                      stats.n, cfg)
+        held = self.held_weight(data)
+        weight = cap_weight(target_weight(mu, sigma, p_win, payoff, cfg), held, self.breaker,
+                            self._breaker_params)
+        self.decisions.append((day, data._name, pred, mu, sigma, p_win, payoff, stats.n, weight,
+                               held, self.breaker.drawdown, self.breaker.tripped))
+        if not needs_rebalance(weight, held, cfg.rebalance_band, limit):
             return
         sizer = self.getsizer()
-        for data in self.datas:
-            predictor = self.predictors[data._name]
-            mu = to_daily_return(predictor.prediction[0], self.p.horizon)
-            weight = interim_target_weight(mu, predictor.volatility[0], self.p.sizing)
-            self.targets[data._name] = weight
-            if not needs_rebalance(weight, self.held_weight(data), self.p.sizing.rebalance_band):
-                continue
-            sizer.set_target(data, weight)
-            delta = sizer.delta_shares(data)
-            if delta > 0:
-                self.buy(data=data)
-            elif delta < 0:
-                self.sell(data=data)
+        sizer.set_target(data, weight)
+        delta = sizer.delta_shares(data)
+        if delta > 0:
+            self.buy(data=data)
+        elif delta < 0:
+            self.sell(data=data)
 
     def prediction(self, data: bt.AbstractDataBase) -> float:
         value = self.predictors[data._name].prediction[0]

@@ -11,7 +11,7 @@ from backtests.config import load_config
 from backtests.engine import configure_broker, make_feed, run_strategy
 from backtests.runner import Period, train_vintages
 from models.signal import SeriesSignal, VintageSignal
-from sizing.interim import InterimSizing
+from sizing.config import SizingConfig
 from strategies.predictor import EnsemblePredictor
 from tests.synthetic import ar1_returns, random_walk
 
@@ -49,8 +49,8 @@ def test_vectorised_and_bar_by_bar_predictions_are_identical():
 
 
 def _signal_with_one_buy(ohlcv: pd.DataFrame, day: int) -> SeriesSignal:
-    pred = pd.Series(-0.01, index=ohlcv.index)
-    pred.iloc[day] = 0.05  # one strongly bullish bar, flat everywhere else
+    pred = pd.Series(np.nan, index=ohlcv.index)
+    pred.iloc[day] = 0.05  # one strongly bullish bar, no prediction (flat) everywhere else
     return SeriesSignal(pred)
 
 
@@ -60,10 +60,12 @@ def test_order_decided_at_close_of_t_fills_at_open_of_t_plus_1_with_costs():
     day, commission, slippage = 200, 0.001, 0.002
     # Act
     analysis = run_strategy({"X": ohlcv}, {"X": _signal_with_one_buy(ohlcv, day)}, horizon=5,
-                            trade_start=ohlcv.index[150].date(), sizing=InterimSizing(),
-                            cash=100_000.0, commission=commission, slippage=slippage)
+                            trade_start=ohlcv.index[150].date(),
+                            sizing=SizingConfig(margin_rate=0.0), cash=100_000.0,
+                            commission=commission, slippage=slippage)
     # Assert: a buy decided on `day`, filled on the next bar's open plus slippage, then the sell.
     buy, sell = analysis["orders"][:2]
+    assert buy["notional"] == pytest.approx(1.3 * 100_000.0, rel=0.02)  # the long bias
     assert buy["decided"] == ohlcv.index[day].date().isoformat()
     assert buy["date"] == ohlcv.index[day + 1].date().isoformat()
     assert buy["price"] == pytest.approx(ohlcv["open"].iloc[day + 1] * (1 + slippage), rel=1e-12)
@@ -80,19 +82,20 @@ def test_order_decided_at_close_of_t_fills_at_open_of_t_plus_1_with_costs():
 def test_no_order_is_decided_before_the_trade_start():
     ohlcv = random_walk(n=300, seed=1)
     analysis = run_strategy({"X": ohlcv}, {"X": _signal_with_one_buy(ohlcv, 100)}, horizon=5,
-                            trade_start=ohlcv.index[150].date(), sizing=InterimSizing(),
+                            trade_start=ohlcv.index[150].date(), sizing=SizingConfig(),
                             cash=100_000.0, commission=0.0, slippage=0.0)
     assert analysis["orders"] == []
 
 
-def test_held_weight_never_exceeds_max_weight_at_the_decision_close():
+def test_held_weight_stays_at_max_long_up_to_one_bar_of_drift():
     ohlcv = random_walk(n=400, seed=2)
     pred = pd.Series(0.05, index=ohlcv.index)  # always very bullish
+    sizing = SizingConfig(max_long=0.5, base_long_bias=0.5, bearish_risk_off=0.1)
     analysis = run_strategy({"X": ohlcv}, {"X": SeriesSignal(pred)}, horizon=5,
-                            trade_start=ohlcv.index[50].date(),
-                            sizing=InterimSizing(max_weight=0.5), cash=100_000.0,
-                            commission=0.0, slippage=0.0)
+                            trade_start=ohlcv.index[50].date(), sizing=sizing,
+                            cash=100_000.0, commission=0.0, slippage=0.0)
     weights = np.array([b[2] for b in analysis["bars"]])
     assert weights.max() > 0.45
     # Sized at the close of t, held through the next open's gap: allow the one-bar drift.
     assert weights.max() <= 0.5 * 1.05
+    assert all(d["target_weight"] <= 0.5 for d in analysis["decisions"])

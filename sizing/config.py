@@ -1,0 +1,57 @@
+"""Sizing configuration: one frozen model, shared by backtests, the fast path and paper."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SizingConfig(BaseModel):
+    """The lagged half-Kelly hybrid and its drawdown circuit breaker (``docs/sizing.md``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_long: float = Field(1.8, gt=0, le=4, description="largest long weight (gross leverage)")
+    max_short: float = Field(0.1, ge=0, le=4, description="largest short weight")
+    base_long_bias: float = Field(1.30, ge=0, le=4, description="weight when bullish, "
+                                  "before the Kelly tilt")
+    bearish_risk_off: float = Field(0.10, ge=0, le=4, description="weight when bearish, "
+                                    "before the Kelly tilt")
+    kelly_scale: float = Field(0.5, gt=0, le=1, description="fraction of full Kelly")
+    signal_scale: float = Field(0.05, gt=0, le=10, description="forecast mu/sigma at which the "
+                                "tilt reaches tanh(1)")
+    prior_strength: float = Field(50.0, ge=0, description="pseudo-outcomes behind the prior")
+    prior_low: float = Field(0.50, gt=0, lt=1, description="floor of the win-rate prior")
+    prior_high: float = Field(0.60, gt=0, lt=1, description="cap of the win-rate prior")
+    stats_window: int = Field(252, ge=1, description="resolved predictions in the lagged stats")
+    vol_target: float | None = Field(None, gt=0, le=2, description="annualised volatility "
+                                     "target; null disables it")
+    vol_window: int = Field(21, ge=2, le=252, description="bars of realised volatility")
+    rebalance_band: float = Field(0.05, ge=0, lt=1, description="smallest weight change traded")
+    drawdown_circuit_breaker: float = Field(0.25, gt=0, lt=1, description="drawdown that trips "
+                                            "the breaker")
+    drawdown_max_position: float = Field(0.60, gt=0, lt=1, description="|weight| cap while "
+                                         "tripped")
+    drawdown_reset: float = Field(0.10, gt=0, lt=1, description="drawdown at which a tripped "
+                                  "breaker releases")
+    drawdown_halt: float | None = Field(None, gt=0, lt=1, description="drawdown that halts new "
+                                        "exposure; null disables it")
+    margin_rate: float = Field(0.07, ge=0, lt=1, description="annual interest on borrowed cash")
+    short_borrow_rate: float = Field(0.01, ge=0, lt=1, description="annual fee on short value")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SizingConfig:
+        checks = [
+            (self.prior_low <= self.prior_high, "prior_low", f"<= prior_high ({self.prior_high})"),
+            (self.bearish_risk_off <= self.base_long_bias, "bearish_risk_off",
+             f"<= base_long_bias ({self.base_long_bias})"),
+            (self.base_long_bias <= self.max_long, "base_long_bias",
+             f"<= max_long ({self.max_long})"),
+            (self.drawdown_reset < self.drawdown_circuit_breaker, "drawdown_reset",
+             f"< drawdown_circuit_breaker ({self.drawdown_circuit_breaker})"),
+            (self.drawdown_halt is None or self.drawdown_halt > self.drawdown_circuit_breaker,
+             "drawdown_halt", f"> drawdown_circuit_breaker ({self.drawdown_circuit_breaker})"),
+        ]
+        for ok, key, rule in checks:
+            if not ok:
+                raise ValueError(f"sizing.{key} must be {rule}")
+        return self
