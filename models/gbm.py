@@ -69,7 +69,8 @@ class _Learner:
         X = _as_matrix(X)
         y = np.asarray(y, dtype=np.float64)
         if X.ndim != 2 or len(X) != len(y):
-            raise ConfigurationError(f"X must be 2-D with one row per label; got {X.shape}, {y.shape}")
+            raise ConfigurationError(
+                f"X must be 2-D with one row per label; got {X.shape}, {y.shape}")
         if not np.isfinite(y).all():
             raise ConfigurationError("y holds NaN or inf: drop unlabeled rows before fit")
         tr, va = purged_tail_split(len(y), self.val_fraction, self.purge)

@@ -2,7 +2,8 @@
 
 Following Qlib's split between models and the backtest, a signal is either a set of fitted
 walk-forward vintages (:class:`VintageSignal`) or a precomputed series
-(:class:`SeriesSignal`).  Both answer the same questions with the same numbers, vectorised or bar by bar:
+(:class:`SeriesSignal`).  Both answer the same questions with the same numbers, vectorised
+or bar by bar:
 
 - ``predict_batch(ohlcv)``: every bar at once (the backtester's vectorised path);
 - ``predict_last(window, date)``: the bar at ``date``, given a window of the last ``lookback``

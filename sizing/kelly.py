@@ -2,8 +2,8 @@
 
 Every function is a plain function of explicit scalar inputs, written in the subset of Python
 that numba compiles (``numba.njit(hybrid_weight)``) for vectorised paths; the strategy calls
-the Python functions bar by bar, where a numba dispatch would cost more than the arithmetic.  See ``docs/sizing.md`` for the formula with a
-worked example.
+the Python functions bar by bar, where a numba dispatch would cost more than the arithmetic.
+See ``docs/sizing.md`` for the formula with a worked example.
 """
 
 from __future__ import annotations
@@ -70,8 +70,10 @@ def hybrid_weight(mu: float, sigma: float, p_win: float, payoff: float, max_long
     """
     if mu != mu or sigma != sigma or sigma <= 0.0:
         return 0.0
-    half = kelly_scale * max(kelly_fraction(p_win, payoff), 0.0)
-    half_ref = kelly_scale * kelly_fraction(prior_hi, 1.0)
+    # kelly_fraction, inlined so that numba compiles this function on its own.
+    kelly = p_win - (1.0 - p_win) / payoff if payoff > 0.0 else -1.0
+    half = kelly_scale * max(kelly, 0.0)
+    half_ref = kelly_scale * (prior_hi - (1.0 - prior_hi))
     conf = min(half / half_ref, 1.0) if half_ref > 0.0 else 0.0
     s = math.tanh(mu / sigma / signal_scale)
     if mu >= 0.0:

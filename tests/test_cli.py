@@ -14,6 +14,7 @@ from backtests.results import SUMMARY_KEYS
 from tests.synthetic import random_walk, write_csv
 
 RESULT_FILES = {"summary.json", "equity.csv", "orders.csv", "trades.csv", "vintages.json",
+                "decisions.csv",
                 "config.yaml", "report.png", "report.html", "leakage_audit.json"}
 
 
@@ -48,7 +49,8 @@ def test_backtest_writes_the_contract_results_directory(good_csv, tmp_path):
     summary = json.loads((folder / "summary.json").read_text())
     assert tuple(summary) == SUMMARY_KEYS
     assert summary["leakage_audit"] == "pass"
-    assert summary["alpha"] == pytest.approx(summary["strategy_return"] - summary["buy_hold_return"])
+    expected_alpha = summary["strategy_return"] - summary["buy_hold_return"]
+    assert summary["alpha"] == pytest.approx(expected_alpha)
     equity = pd.read_csv(folder / "equity.csv")
     assert list(equity.columns) == ["date", "equity", "position_weight", "drawdown", "prediction"]
     assert len(equity) == summary["bars"] == 1200 - 504
@@ -141,3 +143,19 @@ def test_start_without_min_train_history_names_the_earliest_valid_start(tmp_path
 def test_malformed_date_flag_exits_2_in_one_line(tmp_path):
     proc = run_cli("backtest", "--start", "yesterday", cwd=tmp_path)
     assert_bad_input(proc, "YYYY-MM-DD", out=tmp_path / "r")
+
+
+@pytest.mark.parametrize(("yaml_text", "needles"), [
+    ("sizing:\n  max_long: 6\n", ("sizing.max_long", "less than or equal to 4")),
+    ("sizing:\n  drawdown_circuit_breaker: 0\n", ("sizing.drawdown_circuit_breaker",
+                                                  "greater than 0")),
+    ("sizing:\n  drawdown_reset: 0.5\n", ("sizing.drawdown_reset", "< drawdown_circuit_breaker")),
+    ("sizing:\n  kelly: 0.5\n", ("sizing.kelly", "unknown key")),
+])
+def test_invalid_sizing_parameter_exits_2_naming_key_and_range(yaml_text, needles, good_csv,
+                                                              tmp_path):
+    config = tmp_path / "sizing.yaml"
+    config.write_text(f"data: {good_csv}\n{yaml_text}")
+    proc = run_cli("backtest", "--config", str(config), "--out", str(tmp_path / "r"),
+                   cwd=tmp_path)
+    assert_bad_input(proc, "sizing.yaml", *needles, out=tmp_path / "r")

@@ -12,7 +12,8 @@ from models.errors import ConfigurationError, NotFittedError
 from models.gbm import LEARNERS, make_learner, purged_tail_split
 
 ESTIMATORS = [
-    *(pytest.param(lambda cls=cls: cls(purge=2, seed=3), id=name) for name, cls in LEARNERS.items()),
+    *(pytest.param(lambda cls=cls: cls(purge=2, seed=3), id=name)
+      for name, cls in LEARNERS.items()),
     pytest.param(lambda: MeanEnsemble(("xgb", "lgbm"), {"purge": 2, "seed": 3}), id="mean"),
 ]
 

@@ -177,3 +177,24 @@ def test_invalid_sizing_parameters_are_refused_naming_the_key(bad):
     from pydantic import ValidationError
     with pytest.raises(ValidationError, match=next(iter(bad))):
         SizingConfig(**bad)
+
+
+@settings(max_examples=100, deadline=None)
+@given(mus, sigmas, probs, payoffs)
+def test_numba_compiles_the_weight_math_to_the_same_numbers(mu, sigma, p, b):
+    import numba
+
+    args = (mu, sigma, p, b, 1.8, 0.1, 1.3, 0.1, 0.5, 0.05, 0.6, 0.15)
+    assert _compiled_weight()(*args) == pytest.approx(hybrid_weight(*args), rel=1e-12, abs=1e-15)
+    assert numba.njit(kelly_fraction)(p, b) == pytest.approx(kelly_fraction(p, b))
+
+
+_COMPILED = []
+
+
+def _compiled_weight():
+    import numba
+
+    if not _COMPILED:
+        _COMPILED.append(numba.njit(hybrid_weight))
+    return _COMPILED[0]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from backtests.config import load_config
-from backtests.engine import configure_broker, make_feed, run_strategy
+from backtests.engine import make_feed, run_strategy
 from backtests.runner import Period, train_vintages
 from models.signal import SeriesSignal, VintageSignal
 from sizing.config import SizingConfig
