@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import date
+from pathlib import Path
 
 from loguru import logger
 
@@ -51,10 +52,24 @@ def _build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--horizon", type=int, help="label horizon in bars (1 or 5 typical)")
     bt.add_argument("--retrain-every", type=int, help="bars between vintages")
     bt.add_argument("--models", type=_models, help="comma-separated learners, e.g. xgb,lgbm")
+    bt.add_argument("--bundle", help="backtest a trained bundle, out of sample only")
     bt.add_argument("--sim", help="simulation engine (backtrader)")
     bt.add_argument("--out", help="parent folder of the results directory")
     bt.add_argument("--seed", type=int, help="seed of every learner")
     bt.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    tr = sub.add_parser("train", help="validate, gate, then fit a production bundle")
+    tr.add_argument("--data", required=True, help="embedded name or CSV/Parquet path")
+    tr.add_argument("--out", required=True, help="bundle directory (created or retrained)")
+    tr.add_argument("--end", type=_date, help="last bar of history to train on")
+    tr.add_argument("--skip-gate", action="store_true",
+                    help="train even if the walk-forward gate refuses (recorded)")
+    tr.add_argument("--config", help="YAML config (models, stack, horizon, ...)")
+    tr.add_argument("--horizon", type=int, help="label horizon in bars")
+    tr.add_argument("--retrain-every", type=int, help="bars between validation vintages")
+    tr.add_argument("--models", type=_models, help="comma-separated learners, e.g. xgb,lgbm")
+    tr.add_argument("--seed", type=int, help="seed of every learner")
+    tr.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
@@ -75,9 +90,22 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
     overrides = {k: getattr(args, k) for k in (
         "data", "start", "end", "commission", "slippage", "horizon", "retrain_every", "models",
-        "sim", "out", "seed")}
+        "sim", "out", "seed", "bundle")}
     cfg = load_config(args.config, overrides)
     path = run_backtest(cfg, progress=not args.no_progress)
+    print(path)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from backtests.config import load_config
+    from backtests.train import train_bundle
+
+    overrides = {k: getattr(args, k) for k in (
+        "data", "end", "horizon", "retrain_every", "models", "seed")}
+    cfg = load_config(args.config, overrides)
+    path = train_bundle(cfg, Path(args.out), skip_gate=args.skip_gate,
+                        progress=not args.no_progress)
     print(path)
     return 0
 
@@ -88,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.remove()
     logger.add(sys.stderr, level=args.log_level.upper(),
                format="<green>{time:HH:mm:ss}</green> {level: <7} {message}")
-    handlers = {"datasets": _cmd_datasets, "backtest": _cmd_backtest}
+    handlers = {"datasets": _cmd_datasets, "backtest": _cmd_backtest, "train": _cmd_train}
     try:
         return handlers[args.command](args)
     except StopError as exc:

@@ -27,6 +27,22 @@ from models.gbm import LEARNERS
 from sizing.config import SizingConfig
 
 
+class StackConfig(BaseModel):
+    """How base learners are stacked (``models.stacking``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # mean is the default because neither stacked meta-learner beat it out of sample on the
+    # planted-signal data (benchmarks/RESULTS.md, "Stacking").
+    meta: Literal["elasticnet", "xgb", "mean"] = Field(
+        "mean", description="meta-learner over out-of-fold base predictions")
+    n_folds: int = Field(3, ge=1, le=10, description="walk-forward folds inside each window")
+    scheme: Literal["anchored", "rolling"] = Field("anchored", description="fold training rows")
+    top_k: int | None = Field(None, ge=1, description="keep this many features; null keeps all")
+    selection: Literal["shap", "importance"] = Field("shap", description="how top_k ranks")
+    alpha: float = Field(0.01, gt=0, le=10, description="ElasticNet penalty (standardised)")
+
+
 class BacktestConfig(BaseModel):
     """Everything a walk-forward backtest of one symbol needs."""
 
@@ -46,7 +62,12 @@ class BacktestConfig(BaseModel):
     initial_cash: float = Field(100_000.0, gt=0, description="starting equity")
     seed: int = Field(42, ge=0, description="seed of every learner")
     sim: Literal["backtrader"] = Field("backtrader", description="simulation engine")
+    bundle: str | None = Field(None, description="backtest this fixed bundle (out of sample "
+                                                  "only) instead of walk-forward vintages")
     out: str = Field("results", description="parent folder of the results directory")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="learner device; auto "
+                                                  "uses a GPU where a probe finds one")
+    stack: StackConfig = StackConfig()
     sizing: SizingConfig = SizingConfig()
 
     @field_validator("models")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +22,20 @@ from backtests.results import (
     results_dir,
     write_json,
 )
-from models.ensemble import MeanEnsemble
+from models.artifacts import load_bundle
+from models.devices import resolve_devices
 from models.errors import ConfigurationError, LeakageError
-from models.features import build_features
-from models.metrics import drawdown_series
+from models.features import FEATURE_NAMES, LOOKBACK, build_features
+from models.metrics import (
+    direction_accuracy,
+    drawdown_series,
+    information_coefficient,
+    walk_forward_efficiency,
+)
 from models.signal import VintageSignal
+from models.stacking import StackedEnsemble
 from models.targets import forward_log_return
-from models.vintages import Vintage, build_schedule, fit_vintages, leakage_audit
+from models.vintages import Vintage, VintageSpec, build_schedule, fit_vintages, leakage_audit
 from strategies.strategy import DECISION_FIELDS
 
 
@@ -73,10 +81,30 @@ def train_vintages(ohlcv: pd.DataFrame, period: Period, cfg: BacktestConfig,
     schedule = build_schedule(valid, period.start, period.end, horizon=cfg.horizon,
                               retrain_every=cfg.retrain_every, min_train=cfg.min_train,
                               embargo=cfg.embargo)
-    params = {"purge": cfg.horizon, "seed": cfg.seed}
-    return fit_vintages(features, target, schedule,
-                        lambda: MeanEnsemble(cfg.models, learner_params=params),
+    return fit_vintages(features, target, schedule, stack_factory(cfg),
                         horizon=cfg.horizon, progress=progress)
+
+
+def stack_factory(cfg: BacktestConfig) -> Callable[[], StackedEnsemble]:
+    """A maker of unfitted stacks as the config describes them."""
+    devices = resolve_devices(cfg.device)
+    s = cfg.stack
+
+    def make() -> StackedEnsemble:
+        return StackedEnsemble(
+            models=cfg.models, meta=s.meta, feature_names=FEATURE_NAMES, n_folds=s.n_folds,
+            scheme=s.scheme, purge=cfg.horizon, embargo=cfg.embargo, top_k=s.top_k,
+            selection=s.selection, alpha=s.alpha, seed=cfg.seed, devices=devices)
+    return make
+
+
+def test_scores(vintage: Vintage, prediction: pd.Series, actual: pd.Series) -> dict:
+    """A vintage's out-of-sample accuracy and IC on its own bars, and its WFE."""
+    window = slice(vintage.predict_start, vintage.predict_end)
+    pred, act = prediction.loc[window].to_numpy(), actual.loc[window].to_numpy()
+    test_acc = direction_accuracy(pred, act)
+    return {"test_dir_acc": test_acc, "test_ic": information_coefficient(pred, act),
+            "wfe": walk_forward_efficiency(test_acc, vintage.holdout_dir_acc)}
 
 
 def _equity_frame(bars: list[tuple], eval_dates: pd.DatetimeIndex) -> pd.DataFrame:
@@ -125,7 +153,9 @@ def _write_outputs(folder: Path, cfg: BacktestConfig, ohlcv: pd.DataFrame, perio
         folder / "decisions.csv", index=False, float_format="%.10g")
     write_json(folder / "vintages.json", {
         "horizon": cfg.horizon, "embargo": cfg.embargo, "retrain_every": cfg.retrain_every,
-        "min_train": cfg.min_train, "vintages": [v.record() for v in vintages]})
+        "min_train": cfg.min_train, "stack": cfg.stack.model_dump(),
+        "vintages": [{**v.record(), **test_scores(v, equity["prediction"], actual)}
+                     for v in vintages]})
     write_json(folder / "leakage_audit.json", audit)
     write_json(folder / "summary.json", summary)
     resolved = cfg.model_copy(update={"start": eval_dates[0].date(), "end": eval_dates[-1].date()})
@@ -136,10 +166,45 @@ def _write_outputs(folder: Path, cfg: BacktestConfig, ohlcv: pd.DataFrame, perio
     return summary
 
 
+def bundle_vintage(ohlcv: pd.DataFrame, cfg: BacktestConfig) -> tuple[Vintage, Period]:
+    """The fixed bundle as the run's only vintage, predicting after its training window."""
+    assert cfg.bundle is not None
+    model, manifest = load_bundle(Path(cfg.bundle), feature_names=FEATURE_NAMES,
+                                  horizon=cfg.horizon)
+    dates, window = ohlcv.index, manifest["training_window"]
+    train_end = pd.Timestamp(window["end"])
+    label_end = int(dates.searchsorted(train_end, "right")) - 1
+    if cfg.start is not None and pd.Timestamp(cfg.start) <= train_end:
+        raise ConfigurationError(
+            f"--start {cfg.start} overlaps the bundle's training window (labels through "
+            f"{train_end.date()}); a bundle is backtested out of sample only: use a --start "
+            f"after {train_end.date()}")
+    start = label_end + 1 if cfg.start is None else int(dates.searchsorted(
+        pd.Timestamp(cfg.start)))
+    start = max(start, LOOKBACK - 1)
+    end = len(dates) - 1 if cfg.end is None else int(
+        dates.searchsorted(pd.Timestamp(cfg.end), "right")) - 1
+    if end <= start:
+        raise ConfigurationError(
+            f"{cfg.data} has fewer than two bars after the bundle's training window (labels "
+            f"through {train_end.date()}); backtest it on later data")
+    spec = VintageSpec(0, start, end, np.empty(0, dtype=np.int64))
+    vintage = Vintage(
+        spec=spec, model=model, horizon=cfg.horizon, predict_start=dates[start],
+        predict_end=dates[end], train_start=pd.Timestamp(window["start"]), train_end=train_end,
+        train_label_end=label_end, holdout_dir_acc=float(manifest["holdout_dir_acc"]),
+        train_positive_pct=float(manifest["train_positive_pct"]), source=str(cfg.bundle),
+        n_train=int(window["rows"]))
+    return vintage, Period(start, end)
+
+
 def run_backtest(cfg: BacktestConfig, progress: bool = True) -> Path:
-    """Run a walk-forward backtest and return the path of its results directory."""
+    """Run a walk-forward (or fixed-bundle) backtest; returns its results directory."""
     ohlcv = load_dataset(cfg.data)
-    period = resolve_period(ohlcv.index, cfg)
+    if cfg.bundle:
+        fixed, period = bundle_vintage(ohlcv, cfg)
+    else:
+        fixed, period = None, resolve_period(ohlcv.index, cfg)
     # Nothing after the evaluation period exists for this run, not even for features.
     ohlcv = ohlcv.iloc[: period.end + 1]
     symbol = str(ohlcv.attrs.get("symbol", "DATA"))
@@ -147,7 +212,7 @@ def run_backtest(cfg: BacktestConfig, progress: bool = True) -> Path:
                 ohlcv.index[period.start].date(), ohlcv.index[period.end].date(),
                 period.end - period.start + 1, cfg.horizon)
     with results_dir(cfg.out, "backtest", symbol) as pending:
-        vintages = train_vintages(ohlcv, period, cfg, progress=progress)
+        vintages = [fixed] if fixed else train_vintages(ohlcv, period, cfg, progress=progress)
         analysis = run_strategy(
             {symbol: ohlcv}, {symbol: VintageSignal(vintages)}, horizon=cfg.horizon,
             trade_start=ohlcv.index[period.start].date(), sizing=cfg.sizing,

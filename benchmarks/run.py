@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("benchmarks.bench_strategy",)
+MODULES = ("benchmarks.bench_strategy", "benchmarks.bench_stacking")
 PACKAGES = ("backtrader", "numpy", "pandas", "numba")
 
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in MODULES:
         result = importlib.import_module(name).run(**overrides)
         results.append(result)
-        print(format_table(result), flush=True)
+        print(result.get("text") or format_table(result), flush=True)
     payload = {"created": datetime.now(UTC).isoformat(timespec="seconds"),
                "elapsed_s": round(time.perf_counter() - started, 1),
                "machine": machine(), "benchmarks": results}

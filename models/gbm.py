@@ -122,7 +122,7 @@ class XGBLearner(_Learner):
                  min_child_weight: float = 20.0, subsample: float = 0.8,
                  colsample_bytree: float = 0.8, reg_lambda: float = 1.0,
                  early_stopping_rounds: int = 40, val_fraction: float = 0.2, purge: int = 5,
-                 seed: int = 0, n_jobs: int = 2, device: str = "cpu") -> None:
+                 seed: int = 0, n_jobs: int = 1, device: str = "cpu") -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -207,7 +207,7 @@ class LGBMLearner(_Learner):
                  num_leaves: int = 7, min_child_samples: int = 40, subsample: float = 0.8,
                  colsample_bytree: float = 0.8, reg_lambda: float = 1.0,
                  early_stopping_rounds: int = 40, val_fraction: float = 0.2, purge: int = 5,
-                 seed: int = 0, n_jobs: int = 2, device: str = "cpu") -> None:
+                 seed: int = 0, n_jobs: int = 1, device: str = "cpu") -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves

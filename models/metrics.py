@@ -285,3 +285,41 @@ def cagr(total_return: float, start: DateLike, end: DateLike) -> float:
     if total_return <= -1.0:
         return -1.0
     return float((1.0 + total_return) ** (1.0 / years) - 1.0)
+
+
+def walk_forward_efficiency(test_acc: float, val_acc: float) -> float:
+    """Baseline-adjusted WFE in percent: ``(test_acc - 0.5) / (val_acc - 0.5) * 100``.
+
+    Defined only when ``val_acc - 0.5 > 0.001``; NaN otherwise, since a validation score at or
+    below chance leaves nothing for the test period to be efficient about.
+    """
+    if not (np.isfinite(test_acc) and np.isfinite(val_acc)) or val_acc - 0.5 <= 0.001:
+        return float("nan")
+    return float((test_acc - 0.5) / (val_acc - 0.5) * 100.0)
+
+
+def sign_imbalance(pred: ArrayLike, threshold: float = 0.85) -> dict[str, float | bool]:
+    """Flag predictions of which more than ``threshold`` share one sign.
+
+    Returns ``{"positive_share", "fired"}``; zeros count toward neither sign.
+    """
+    values = _finite(pred)
+    nonzero = values[values != 0.0]
+    if len(nonzero) == 0:
+        return {"positive_share": float("nan"), "fired": True}
+    share = float(np.mean(nonzero > 0.0))
+    return {"positive_share": share, "fired": bool(max(share, 1.0 - share) > threshold)}
+
+
+def variance_collapse(pred: ArrayLike, target: ArrayLike, fraction: float = 0.01,
+                      ) -> dict[str, float | bool]:
+    """Flag predictions whose std is below ``fraction`` of the target's std.
+
+    A learner that collapsed to a constant predicts nothing; its std ratio tells how far.
+    """
+    p, t = _finite(pred), _finite(target)
+    if len(p) < 2 or len(t) < 2:
+        return {"std_ratio": float("nan"), "fired": True}
+    t_std = float(np.std(t, ddof=1))
+    ratio = float(np.std(p, ddof=1) / t_std) if t_std > 0 else float("nan")
+    return {"std_ratio": ratio, "fired": bool(not np.isfinite(ratio) or ratio < fraction)}

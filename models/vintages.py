@@ -53,8 +53,10 @@ class Vintage:
     train_start: pd.Timestamp
     train_end: pd.Timestamp  # date of the bar where the last training label ends
     train_label_end: int  # position of that bar
-    holdout_dir_acc: float = float("nan")  # ensemble on the purged validation tail
+    holdout_dir_acc: float = float("nan")  # the model's walk-forward validation accuracy
     train_positive_pct: float = float("nan")  # share of positive training labels
+    source: str = "walk-forward"  # or the bundle directory it was loaded from
+    n_train: int | None = None  # training rows, when not positions in this dataset
 
     def record(self) -> dict[str, Any]:
         """The JSON-ready row of ``vintages.json``."""
@@ -65,7 +67,8 @@ class Vintage:
             "train_end": self.train_end.date().isoformat(),
             "predict_start": self.predict_start.date().isoformat(),
             "predict_end": self.predict_end.date().isoformat(),
-            "n_train": int(len(self.spec.train_rows)),
+            "n_train": int(len(self.spec.train_rows)) if self.n_train is None else self.n_train,
+            "source": self.source,
             "horizon": self.horizon,
             "holdout_dir_acc": self.holdout_dir_acc,
             "train_positive_pct": self.train_positive_pct,
@@ -122,17 +125,28 @@ def fit_vintages(features: pd.DataFrame, target: pd.Series, schedule: Sequence[V
         if label_end > spec.cutoff or not np.isfinite(y[rows]).all():
             raise ConfigurationError(f"vintage {spec.index}: training labels reach past its cutoff")
         model = make_model().fit(X[rows], y[rows])
-        # The tail the learners early-stopped on: optimistic, which is why the sizing prior
-        # that uses it is capped (sizing.kelly.win_rate_prior).
-        _, tail = purged_tail_split(len(rows), val_fraction, horizon)
         fitted.append(Vintage(
             spec=spec, model=model, horizon=horizon,
             predict_start=dates[spec.cutoff], predict_end=dates[spec.predict_last],
             train_start=dates[rows[0]], train_end=dates[label_end], train_label_end=label_end,
-            holdout_dir_acc=direction_accuracy(model.predict(X[rows[tail]]), y[rows[tail]]),
+            holdout_dir_acc=holdout_accuracy(model, X[rows], y[rows], horizon, val_fraction),
             train_positive_pct=float(np.mean(y[rows] > 0.0))))
     logger.info("trained {} vintages", len(fitted))
     return fitted
+
+
+def holdout_accuracy(model: Regressor, X: np.ndarray, y: np.ndarray, horizon: int,
+                     val_fraction: float) -> float:
+    """The model's own walk-forward validation accuracy, when it has one (a stack does).
+
+    Otherwise the accuracy on the purged tail its learners early-stopped on: optimistic,
+    which is why the sizing prior that uses it is capped (``sizing.kelly.win_rate_prior``).
+    """
+    validation = getattr(model, "validation_", None)
+    if validation is not None:
+        return float(validation["dir_acc"])
+    _, tail = purged_tail_split(len(y), val_fraction, horizon)
+    return direction_accuracy(model.predict(X[tail]), y[tail])
 
 
 def leakage_audit(vintages: Sequence[Vintage], prediction_dates: pd.DatetimeIndex,

@@ -18,17 +18,19 @@ from backtests.runner import run_backtest
 from tests.synthetic import ar1_returns, random_walk, write_csv
 
 
-def _summary(frame, name: str, tmp: Path, horizon: int) -> dict:
+def _summary(frame, name: str, tmp: Path, horizon: int, meta: str = "mean") -> dict:
     csv = write_csv(frame, tmp / f"{name}.csv")
-    cfg = load_config(None, {"data": str(csv), "horizon": horizon, "out": str(tmp / "out")})
+    cfg = load_config(None, {"data": str(csv), "horizon": horizon, "out": str(tmp / "out"),
+                             "stack": {"meta": meta}})
     folder = run_backtest(cfg, progress=False)
     return json.loads((folder / "summary.json").read_text())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("horizon", [1, 5])
-def test_canary_random_walk_shows_no_out_of_sample_edge(horizon, tmp_path):
-    summary = _summary(random_walk(n=5000, seed=7), "canary", tmp_path, horizon)
+@pytest.mark.parametrize(("horizon", "meta"), [(1, "mean"), (5, "mean"), (1, "elasticnet"),
+                                               (1, "xgb")])
+def test_canary_random_walk_shows_no_out_of_sample_edge(horizon, meta, tmp_path):
+    summary = _summary(random_walk(n=5000, seed=7), "canary", tmp_path, horizon, meta)
     assert summary["leakage_audit"] == "pass"
     assert summary["bars"] == 5000 - 504
     assert 0.48 <= summary["direction_accuracy"] <= 0.52

@@ -7,14 +7,15 @@ import inspect
 import numpy as np
 import pytest
 
-from models.ensemble import MeanEnsemble
 from models.errors import ConfigurationError, NotFittedError
 from models.gbm import LEARNERS, make_learner, purged_tail_split
+from models.stacking import META_LEARNERS, StackedEnsemble
 
 ESTIMATORS = [
     *(pytest.param(lambda cls=cls: cls(purge=2, seed=3), id=name)
       for name, cls in LEARNERS.items()),
-    pytest.param(lambda: MeanEnsemble(("xgb", "lgbm"), {"purge": 2, "seed": 3}), id="mean"),
+    *(pytest.param(lambda meta=meta: StackedEnsemble(meta=meta, purge=2, embargo=2, seed=3),
+                   id=f"stack-{meta}") for meta in META_LEARNERS),
 ]
 
 
@@ -95,3 +96,63 @@ def test_labels_with_nan_are_refused(xy):
     y[-1] = np.nan
     with pytest.raises(ConfigurationError, match="NaN"):
         make_learner("xgb").fit(X, y)
+
+
+@pytest.mark.parametrize("meta", META_LEARNERS)
+def test_stack_save_load_round_trip_predicts_bit_for_bit(meta, xy, tmp_path):
+    X, y = xy
+    stack = StackedEnsemble(meta=meta, purge=2, embargo=2, top_k=4, selection="importance")
+    stack.fit(X, y)
+    stack.save(tmp_path)
+    loaded = StackedEnsemble.load(tmp_path)
+    assert np.array_equal(loaded.predict(X), stack.predict(X))
+    assert loaded.describe() == stack.describe()
+
+
+def test_stack_params_round_trip_through_get_params():
+    stack = StackedEnsemble(models=("lgbm",), meta="xgb", n_folds=2, top_k=5)
+    assert StackedEnsemble(**stack.get_params()).get_params() == stack.get_params()
+
+
+def test_elasticnet_weights_are_non_negative_and_favour_the_informative_learner(xy):
+    X, y = xy
+    stack = StackedEnsemble(meta="elasticnet", purge=2, embargo=2).fit(X, y)
+    weights = stack.describe()["meta_weights"]
+    assert all(w >= 0.0 for w in weights.values())
+    assert sum(weights.values()) > 0.0
+
+
+def test_top_k_keeps_the_informative_feature(xy):
+    X, y = xy
+    stack = StackedEnsemble(meta="mean", purge=2, embargo=2, top_k=2, selection="importance",
+                            feature_names=[f"c{j}" for j in range(6)]).fit(X, y)
+    assert "c0" in stack.describe()["features"]
+
+
+def test_shap_selection_falls_back_to_importance_without_shap(xy, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_shap(name, *args, **kwargs):
+        if name == "shap":
+            raise ImportError("no shap here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_shap)
+    X, y = xy
+    stack = StackedEnsemble(meta="mean", purge=2, embargo=2, top_k=2, selection="shap").fit(X, y)
+    assert stack.selection_used_ == "importance"
+
+
+def test_unknown_meta_learner_is_refused(xy):
+    with pytest.raises(ConfigurationError, match="elasticnet"):
+        StackedEnsemble(meta="ridge").fit(*xy)
+
+
+def test_shap_selection_uses_shap_when_installed(xy):
+    pytest.importorskip("shap")
+    X, y = xy
+    stack = StackedEnsemble(meta="mean", purge=2, embargo=2, top_k=2, selection="shap").fit(X, y)
+    assert stack.selection_used_ == "shap"
+    assert 0 in stack.selected_

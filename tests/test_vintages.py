@@ -97,4 +97,7 @@ def test_vintage_records_hold_the_dates_of_their_windows(trained):
     ohlcv, _, _, vintages = trained
     rec = vintages[0].record()
     assert pd.Timestamp(rec["train_end"]) < pd.Timestamp(rec["predict_start"])
-    assert set(rec["models"]) == {"xgb", "lgbm"}
+    assert set(rec["models"]["learners"]) == {"xgb", "lgbm"}
+    assert set(rec["models"]["meta_weights"]) == {"xgb", "lgbm"}
+    assert 0.0 <= rec["models"]["validation"]["dir_acc"] <= 1.0
+    assert rec["holdout_dir_acc"] == rec["models"]["validation"]["dir_acc"]
