@@ -266,3 +266,38 @@ def test_cagr_over_zero_length_period_is_nan():
 def test_cagr_rejects_reversed_period():
     with pytest.raises(ValueError, match="before"):
         cagr(0.1, "2021-01-01", "2020-01-01")
+
+
+def test_wfe_is_baseline_adjusted_and_undefined_near_chance():
+    from models.metrics import walk_forward_efficiency
+
+    assert walk_forward_efficiency(0.53, 0.55) == pytest.approx(60.0)
+    assert walk_forward_efficiency(0.45, 0.55) == pytest.approx(-100.0)
+    assert np.isnan(walk_forward_efficiency(0.60, 0.5005))
+    assert np.isnan(walk_forward_efficiency(0.60, 0.48))
+
+
+def test_sign_imbalance_fires_above_the_threshold():
+    from models.metrics import sign_imbalance
+
+    assert sign_imbalance([1.0] * 86 + [-1.0] * 14)["fired"]
+    assert not sign_imbalance([1.0] * 85 + [-1.0] * 15)["fired"]
+    assert sign_imbalance([-1.0] * 90 + [1.0] * 10)["positive_share"] == pytest.approx(0.1)
+    assert sign_imbalance([0.0, 0.0])["fired"]
+
+
+def test_variance_collapse_compares_prediction_and_target_spread():
+    from models.metrics import variance_collapse
+
+    target = np.linspace(-1, 1, 100)
+    assert variance_collapse(target * 1e-3, target)["fired"]
+    assert not variance_collapse(target * 0.1, target)["fired"]
+    assert variance_collapse(np.zeros(100), target)["std_ratio"] == 0.0
+
+
+def test_device_resolution_forced_cpu_and_auto_choices():
+    from models.devices import resolve_devices
+
+    assert resolve_devices("cpu") == {"xgb": "cpu", "lgbm": "cpu"}
+    auto = resolve_devices("auto")
+    assert auto["xgb"] in {"cpu", "cuda"} and auto["lgbm"] in {"cpu", "gpu"}
