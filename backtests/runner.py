@@ -24,7 +24,7 @@ from backtests.results import (
 )
 from models.artifacts import load_bundle
 from models.devices import resolve_devices
-from models.errors import ConfigurationError, LeakageError
+from models.errors import BundleError, ConfigurationError, LeakageError
 from models.features import FEATURE_NAMES, LOOKBACK, build_features
 from models.metrics import (
     direction_accuracy,
@@ -171,7 +171,10 @@ def bundle_vintage(ohlcv: pd.DataFrame, cfg: BacktestConfig) -> tuple[Vintage, P
     assert cfg.bundle is not None
     model, manifest = load_bundle(Path(cfg.bundle), feature_names=FEATURE_NAMES,
                                   horizon=cfg.horizon)
-    dates, window = ohlcv.index, manifest["training_window"]
+    dates, window = ohlcv.index, manifest.get("training_window")
+    if not isinstance(window, dict) or not {"start", "end", "rows"} <= set(window):
+        raise BundleError(f"{cfg.bundle}: the manifest has no training window; retrain it with "
+                          "`ensemble-bt train`")
     train_end = pd.Timestamp(window["end"])
     label_end = int(dates.searchsorted(train_end, "right")) - 1
     if cfg.start is not None and pd.Timestamp(cfg.start) <= train_end:
@@ -192,8 +195,10 @@ def bundle_vintage(ohlcv: pd.DataFrame, cfg: BacktestConfig) -> tuple[Vintage, P
     vintage = Vintage(
         spec=spec, model=model, horizon=cfg.horizon, predict_start=dates[start],
         predict_end=dates[end], train_start=pd.Timestamp(window["start"]), train_end=train_end,
-        train_label_end=label_end, holdout_dir_acc=float(manifest["holdout_dir_acc"]),
-        train_positive_pct=float(manifest["train_positive_pct"]), source=str(cfg.bundle),
+        train_label_end=label_end,
+        holdout_dir_acc=float(manifest.get("holdout_dir_acc", np.nan)),
+        train_positive_pct=float(manifest.get("train_positive_pct", np.nan)),
+        source=str(cfg.bundle),
         n_train=int(window["rows"]))
     return vintage, Period(start, end)
 

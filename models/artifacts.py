@@ -90,7 +90,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     if not path.is_file():
         raise BundleError(f"{directory}: no {MANIFEST}; train a bundle with "
-                          "`ensemble-bt train --data D --out {directory}`")
+                          f"`ensemble-bt train --data D --out {directory}`")
     try:
         manifest = json.loads(path.read_text())
         files = dict(manifest["files"])

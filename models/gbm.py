@@ -9,6 +9,7 @@ only (XGBoost UBJSON, LightGBM text), never pickled.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,10 +57,11 @@ class _Learner:
     """Shared estimator plumbing: parameters, fit checks and the saved parameter file."""
 
     name: ClassVar[str] = ""
-    _param_names: ClassVar[tuple[str, ...]] = ()
 
     def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._param_names}
+        """The constructor's parameters, read from its signature (as scikit-learn does)."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {k: getattr(self, k) for k in names}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "booster_"):
@@ -112,12 +114,6 @@ class XGBLearner(_Learner):
     """
 
     name = "xgb"
-    _param_names = (
-        "n_estimators", "learning_rate", "max_depth", "min_child_weight", "subsample",
-        "colsample_bytree", "reg_lambda", "early_stopping_rounds", "val_fraction", "purge",
-        "seed", "n_jobs", "device",
-    )
-
     def __init__(self, n_estimators: int = 400, learning_rate: float = 0.03, max_depth: int = 3,
                  min_child_weight: float = 20.0, subsample: float = 0.8,
                  colsample_bytree: float = 0.8, reg_lambda: float = 1.0,
@@ -197,12 +193,6 @@ class LGBMLearner(_Learner):
     """
 
     name = "lgbm"
-    _param_names = (
-        "n_estimators", "learning_rate", "num_leaves", "min_child_samples", "subsample",
-        "colsample_bytree", "reg_lambda", "early_stopping_rounds", "val_fraction", "purge",
-        "seed", "n_jobs", "device",
-    )
-
     def __init__(self, n_estimators: int = 400, learning_rate: float = 0.03,
                  num_leaves: int = 7, min_child_samples: int = 40, subsample: float = 0.8,
                  colsample_bytree: float = 0.8, reg_lambda: float = 1.0,

@@ -186,3 +186,9 @@ def test_walk_forward_folds_leave_purge_and_embargo_before_each_test_block(schem
         assert all(len(f.train) <= 300 for f in folds)
     else:
         assert all(f.train.min() == 0 for f in folds)
+
+
+def test_backtest_of_a_missing_bundle_exits_2_with_the_fix(planted, tmp_path):
+    proc = run_cli("backtest", "--data", str(planted), "--bundle", str(tmp_path / "nope"),
+                   "--horizon", "1", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert_bad_input(proc, "no manifest.json", "ensemble-bt train", out=tmp_path / "r")
