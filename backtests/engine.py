@@ -9,8 +9,8 @@ from typing import Any
 import backtrader as bt
 import pandas as pd
 
-from sizing.bt_sizers import KellySizer
 from sizing.config import SizingConfig
+from sizing.sizers import KellySizer
 from strategies.analyzers import RunRecorder
 from strategies.commission import FractionalCommission
 from strategies.financing import FinancedBroker

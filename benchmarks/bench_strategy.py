@@ -42,8 +42,8 @@ import pandas as pd
 
 from backtests.engine import configure_broker, make_feed, run_strategy
 from models.signal import SeriesSignal
-from sizing.bt_sizers import KellySizer
 from sizing.config import SizingConfig
+from sizing.sizers import KellySizer
 from strategies.strategy import EnsembleStrategy
 
 NAME = "strategy_vs_sma"
