@@ -38,7 +38,9 @@ def _models(text: str) -> tuple[str, ...]:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ensemble-bt", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default="INFO", help="loguru level on stderr")
+    parser.add_argument("--log-level", default="INFO", type=str.upper,
+                        choices=("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"),
+                        help="loguru level on stderr")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("datasets", help="list embedded datasets with date ranges")
 

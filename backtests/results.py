@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from models import metrics
+from models.errors import ConfigurationError
 
 SUMMARY_KEYS: tuple[str, ...] = (
     "symbol", "start", "end", "bars", "horizon",
@@ -55,7 +56,11 @@ def results_dir(out: str | Path, kind: str, symbol: str) -> Iterator[PendingResu
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S_%fZ")
     final = Path(out) / f"{kind}_{symbol.upper()}_{stamp}"
     pending = PendingResults(final.with_name(f".{final.name}.partial"), final)
-    pending.scratch.mkdir(parents=True)
+    try:
+        pending.scratch.mkdir(parents=True)
+    except OSError as exc:
+        raise ConfigurationError(f"--out {out}: cannot create a results directory there "
+                                 f"({exc.strerror}); choose a writable folder") from None
     try:
         yield pending
     except BaseException:

@@ -213,10 +213,10 @@ def run_backtest(cfg: BacktestConfig, progress: bool = True) -> Path:
     # Nothing after the evaluation period exists for this run, not even for features.
     ohlcv = ohlcv.iloc[: period.end + 1]
     symbol = str(ohlcv.attrs.get("symbol", "DATA"))
-    logger.info("backtest {} {}..{} ({} bars), horizon {}", symbol,
-                ohlcv.index[period.start].date(), ohlcv.index[period.end].date(),
-                period.end - period.start + 1, cfg.horizon)
     with results_dir(cfg.out, "backtest", symbol) as pending:
+        logger.info("backtest {} {}..{} ({} bars), horizon {}", symbol,
+                    ohlcv.index[period.start].date(), ohlcv.index[period.end].date(),
+                    period.end - period.start + 1, cfg.horizon)
         vintages = [fixed] if fixed else train_vintages(ohlcv, period, cfg, progress=progress)
         analysis = run_strategy(
             {symbol: ohlcv}, {symbol: VintageSignal(vintages)}, horizon=cfg.horizon,

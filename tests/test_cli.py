@@ -159,3 +159,10 @@ def test_invalid_sizing_parameter_exits_2_naming_key_and_range(yaml_text, needle
     proc = run_cli("backtest", "--config", str(config), "--out", str(tmp_path / "r"),
                    cwd=tmp_path)
     assert_bad_input(proc, "sizing.yaml", *needles, out=tmp_path / "r")
+
+
+def test_unwritable_out_folder_exits_2_naming_it(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    proc = run_cli("backtest", "--data", "AAPL", "--out", str(blocker / "results"), cwd=tmp_path)
+    assert_bad_input(proc, "--out", "a_file", out=tmp_path / "r")
