@@ -76,9 +76,21 @@ def gate_failures(report: dict[str, Any]) -> list[str]:
     return reasons
 
 
+def _check_writable(out: Path) -> None:
+    """Fail before training, not after it, when the bundle cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise ConfigurationError(f"--out {out}: is a file, not a bundle directory")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"--out {out}: cannot create it ({exc.strerror}); choose a "
+                                 "writable folder") from None
+
+
 def train_bundle(cfg: BacktestConfig, out: Path, skip_gate: bool = False,
                  progress: bool = True) -> Path:
     """Gate on walk-forward validation, then fit on all labelled history up to ``end``."""
+    _check_writable(Path(out))
     ohlcv = load_dataset(cfg.data)
     if cfg.end is not None:
         ohlcv = ohlcv.loc[: pd.Timestamp(cfg.end)]
