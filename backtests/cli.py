@@ -14,7 +14,8 @@ from pathlib import Path
 
 from loguru import logger
 
-from models.errors import EnsembleBTError, StopError
+from live import sim_command
+from models.errors import ConfigurationError, EnsembleBTError, StopError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,7 +73,57 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--models", type=_models, help="comma-separated learners, e.g. xgb,lgbm")
     tr.add_argument("--seed", type=int, help="seed of every learner")
     tr.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    pp = sub.add_parser("paper", help="paper-trade on Alpaca, or on the local replay server")
+    pp.add_argument("--config", default="configs/paper.yaml", help="YAML paper config")
+    pp.add_argument("--replay", type=_models, help="replay these datasets on a local "
+                    "Alpaca-protocol server, e.g. AAPL or AAPL,MSFT")
+    pp.add_argument("--from", dest="replay_from", type=_date, help="first replayed session")
+    pp.add_argument("--max-bars", type=_positive, help="stop after this many new bars")
+    pp.add_argument("--bundle", help="bundle directory (overrides the config)")
+    pp.add_argument("--state", help="state directory of the session (default: the config's "
+                    "state_dir); it must be new or empty")
+
+    pa = sub.add_parser("parity", help="replay a paper session through the backtester")
+    pa.add_argument("state_dir", help="a session directory written by `ensemble-bt paper`")
+    sim_command.add_parser(sub)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _cmd_paper(args: argparse.Namespace) -> int:
+    from live.paper import run_paper
+    from live.paper_config import load_paper_config
+
+    if args.replay_from and not args.replay:
+        raise ConfigurationError("--from only applies to --replay; a real paper session "
+                                 "starts today")
+    cfg = load_paper_config(args.config, {"bundle": args.bundle})
+    folder = run_paper(cfg, replay=args.replay, replay_from=args.replay_from,
+                       max_bars=args.max_bars, state=args.state)
+    print(folder)
+    return 0
+
+
+def _cmd_parity(args: argparse.Namespace) -> int:
+    from live.parity import run_parity
+
+    report = run_parity(Path(args.state_dir))
+    print(f"orders: paper {report.paper_orders}, backtest {report.backtest_orders}; final "
+          f"equity: paper {report.equity_paper:.2f}, backtest {report.equity_backtest:.2f} "
+          f"(relative difference {report.equity_rel_diff:.1e})")
+    for line in report.differences:
+        print(line)
+    print("parity: identical" if report.identical else "parity: MISMATCH")
+    return 0 if report.identical else 1
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
@@ -118,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.remove()
     logger.add(sys.stderr, level=args.log_level.upper(),
                format="<green>{time:HH:mm:ss}</green> {level: <7} {message}")
-    handlers = {"datasets": _cmd_datasets, "backtest": _cmd_backtest, "train": _cmd_train}
+    handlers = {"datasets": _cmd_datasets, "backtest": _cmd_backtest, "train": _cmd_train,
+                "paper": _cmd_paper, "parity": _cmd_parity, "sim-server": sim_command.run}
     try:
         return handlers[args.command](args)
     except StopError as exc:

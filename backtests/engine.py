@@ -51,8 +51,10 @@ def configure_broker(cerebro: bt.Cerebro, cash: float, commission: float, slippa
 def run_strategy(feeds: Mapping[str, pd.DataFrame], signals: Mapping[str, Any], *,
                  horizon: int, trade_start: date | None, sizing: SizingConfig,
                  cash: float, commission: float, slippage: float,
-                 runonce: bool = True) -> dict:
+                 runonce: bool = True, allocations: Mapping[str, float] | None = None) -> dict:
     """Run :class:`EnsembleStrategy` over the feeds.
+
+    ``allocations`` splits equity between feeds (equal when None), as in paper trading.
 
     Returns
     -------
@@ -65,7 +67,7 @@ def run_strategy(feeds: Mapping[str, pd.DataFrame], signals: Mapping[str, Any], 
     for name, frame in feeds.items():
         cerebro.adddata(make_feed(frame, name))
     configure_broker(cerebro, cash, commission, slippage, sizing)
-    cerebro.addsizer(KellySizer)
+    cerebro.addsizer(KellySizer, allocations=dict(allocations) if allocations else None)
     cerebro.addstrategy(EnsembleStrategy, signals=dict(signals), horizon=horizon,
                         trade_start=trade_start, sizing=sizing)
     cerebro.addanalyzer(RunRecorder, _name="recorder")

@@ -35,7 +35,13 @@ from models.metrics import (
 from models.signal import VintageSignal
 from models.stacking import StackedEnsemble
 from models.targets import forward_log_return
-from models.vintages import Vintage, VintageSpec, build_schedule, fit_vintages, leakage_audit
+from models.vintages import (
+    Vintage,
+    build_schedule,
+    fit_vintages,
+    fixed_vintage,
+    leakage_audit,
+)
 from strategies.strategy import DECISION_FIELDS
 
 
@@ -191,15 +197,9 @@ def bundle_vintage(ohlcv: pd.DataFrame, cfg: BacktestConfig) -> tuple[Vintage, P
         raise ConfigurationError(
             f"{cfg.data} has fewer than two bars after the bundle's training window (labels "
             f"through {train_end.date()}); backtest it on later data")
-    spec = VintageSpec(0, start, end, np.empty(0, dtype=np.int64))
-    vintage = Vintage(
-        spec=spec, model=model, horizon=cfg.horizon, predict_start=dates[start],
-        predict_end=dates[end], train_start=pd.Timestamp(window["start"]), train_end=train_end,
-        train_label_end=label_end,
-        holdout_dir_acc=float(manifest.get("holdout_dir_acc", np.nan)),
-        train_positive_pct=float(manifest.get("train_positive_pct", np.nan)),
-        source=str(cfg.bundle),
-        n_train=int(window["rows"]))
+    vintage = fixed_vintage(model, manifest, str(cfg.bundle), horizon=cfg.horizon,
+                            predict_start=dates[start], predict_end=dates[end],
+                            positions=(start, end, label_end))
     return vintage, Period(start, end)
 
 

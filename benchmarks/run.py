@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("benchmarks.bench_strategy", "benchmarks.bench_stacking")
+MODULES = ("benchmarks.bench_strategy", "benchmarks.bench_stacking", "benchmarks.bench_latency")
 PACKAGES = ("backtrader", "numpy", "pandas", "numba")
 
 

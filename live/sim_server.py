@@ -1,17 +1,20 @@
-"""A local Alpaca-protocol server that replays a dataset's daily bars.
+"""A local Alpaca-protocol server that replays datasets' daily bars.
 
-It speaks the subset of Alpaca's trading REST API (``/v2/account``, ``/v2/orders`` ...) and of
-its historical market-data API (``/v2/stocks/bars``) that alpaca-py's ``TradingClient`` and
-``StockHistoricalDataClient`` call, so the real clients can be pointed at it with
-``url_override="http://127.0.0.1:PORT"``.
+It speaks the subset of Alpaca's trading REST API (``/v2/account``, ``/v2/orders`` ...), of its
+historical market-data API (``/v2/stocks/bars``) and of its two websockets (``/stream`` for
+trade updates, ``/v2/iex`` for market data; see :mod:`live.sim_streams`) that alpaca-py's
+``TradingClient``, ``StockHistoricalDataClient``, ``TradingStream`` and ``StockDataStream``
+use, so the real clients can be pointed at it with ``url_override``.
 
-The replay only moves when told: ``POST /sim/advance`` moves to the next bar and fills open
-market orders at its open (see :class:`live.sim_state.SimState`).
+The replay only moves when told: ``POST /sim/advance`` moves to the next bar, fills open
+market orders at its open (see :class:`live.sim_state.SimState`), pushes the trade updates and
+the new bars to the websockets, then answers.  ``GET /sim/status`` says where it stands.
+Failures can be injected with :class:`live.sim_faults.SimFaults`.
 
 Examples
 --------
->>> app = build_app(frame, "SIM", key_id="k", secret="s", start=None)  # doctest: +SKIP
->>> with serve(app) as server:                                          # doctest: +SKIP
+>>> app = build_app({"SIM": frame}, key_id="k", secret="s")   # doctest: +SKIP
+>>> with serve(app) as server:                                 # doctest: +SKIP
 ...     client = TradingClient("k", "s", paper=True, url_override=server.url)
 """
 
@@ -19,17 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from aiohttp import web
 from loguru import logger
 
+from live.sim_faults import FaultInjector, SimFaults, make_fault_middleware
 from live.sim_json import (
     account_json,
+    advance_json,
+    asset_id,
     asset_json,
     bar_json,
     error_response,
@@ -38,27 +46,32 @@ from live.sim_json import (
     order_json,
     parse_time,
     position_json,
+    status_json,
 )
-from live.sim_state import (
-    SimOrder,
-    SimRejection,
-    SimState,
-    bar_timestamp,
-    deterministic_uuid,
-    session_time,
-)
+from live.sim_state import SimOrder, SimRejection, SimState, bar_timestamp, session_time
+from live.sim_streams import HUB_KEY, StreamHub, add_stream_routes, is_stream_path
 
 STATE_KEY: web.AppKey[SimState] = web.AppKey("sim_state", SimState)
 MAX_PAGE_KEY: web.AppKey[int] = web.AppKey("max_page_size", int)
+INJECTOR_KEY: web.AppKey[FaultInjector] = web.AppKey("sim_faults", FaultInjector)
+AdvanceHook = Callable[[SimState], None]
+#: Callables run with the state after every advance, before the response (e.g. persistence).
+ADVANCE_HOOKS_KEY: web.AppKey[list[AdvanceHook]] = web.AppKey("sim_advance_hooks", list)
 DEFAULT_MAX_PAGE_SIZE = 10_000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# -------------------------------------------------------------------------- middleware
 def make_auth_middleware(key_id: str, secret: str) -> Any:
-    """Refuse any request whose key headers differ from ``key_id`` / ``secret`` with 401."""
+    """Refuse any request whose key headers differ from ``key_id`` / ``secret`` with 401.
+
+    The websockets are exempt: their clients authenticate in-band.
+    """
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_stream_path(request.path):
+            return await handler(request)
         if (request.headers.get("APCA-API-KEY-ID") != key_id
                 or request.headers.get("APCA-API-SECRET-KEY") != secret):
             logger.warning("sim server refused {} {}: bad credentials", request.method,
@@ -70,6 +83,16 @@ def make_auth_middleware(key_id: str, secret: str) -> Any:
 
 
 @web.middleware
+async def events_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Push the trade events a request caused to the trading stream before answering it."""
+    try:
+        return await handler(request)
+    finally:
+        if not is_stream_path(request.path):
+            await request.app[HUB_KEY].publish_events()
+
+
+@web.middleware
 async def rejection_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn a :class:`SimRejection` raised by a handler into Alpaca's JSON error."""
     try:
@@ -78,6 +101,10 @@ async def rejection_middleware(request: web.Request, handler: Handler) -> web.St
         logger.debug("sim server {} {} -> {} {}", request.method, request.path, exc.status,
                      exc.message)
         return error_response(exc.status, exc.code, exc.message)
+
+
+def _fault_exempt(path: str) -> bool:
+    return path.startswith("/sim/") or is_stream_path(path)
 
 
 # ---------------------------------------------------------------------- trading routes
@@ -96,8 +123,8 @@ async def get_clock(request: web.Request) -> web.Response:
 
 
 async def get_calendar(request: web.Request) -> web.Response:
-    """``GET /v2/calendar``: one regular session per bar of the dataset."""
-    days = request.app[STATE_KEY].bars.index
+    """``GET /v2/calendar``: one regular session per date of the replay calendar."""
+    days = request.app[STATE_KEY].calendar
     if "start" in request.query:
         days = days[days >= pd.Timestamp(request.query["start"])]
     if "end" in request.query:
@@ -107,14 +134,21 @@ async def get_calendar(request: web.Request) -> web.Response:
                                "session_close": "2000"} for day in days])
 
 
+def _symbol_of(state: SimState, wanted: str) -> str | None:
+    """The replayed symbol named by ``wanted`` (a symbol or an asset id), else ``None``."""
+    for symbol in state.symbols:
+        if wanted.upper() == symbol or wanted == asset_id(symbol):
+            return symbol
+    return None
+
+
 async def get_asset(request: web.Request) -> web.Response:
     """``GET /v2/assets/{symbol_or_id}``."""
-    state = request.app[STATE_KEY]
-    asset = asset_json(state)
     wanted = request.match_info["symbol"]
-    if wanted.upper() != state.symbol and wanted != asset["id"]:
+    symbol = _symbol_of(request.app[STATE_KEY], wanted)
+    if symbol is None:
         raise SimRejection(404, 40410000, f"asset not found for {wanted}")
-    return web.json_response(asset)
+    return web.json_response(asset_json(symbol))
 
 
 async def post_order(request: web.Request) -> web.Response:
@@ -124,19 +158,28 @@ async def post_order(request: web.Request) -> web.Response:
         body = await request.json()
     except ValueError as exc:
         raise SimRejection(400, 40010000, "request body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise SimRejection(400, 40010000, "request body must be a JSON object")
     if body.get("type", "market") != "market" or body.get("order_class", "simple") != "simple":
         raise SimRejection(422, 40010001, "only simple market orders are supported")
     order = state.submit(symbol=str(body.get("symbol", "")), side=str(body.get("side", "")),
                          qty=float_field(body, "qty"), notional=float_field(body, "notional"),
                          time_in_force=str(body.get("time_in_force", "day")),
                          client_order_id=body.get("client_order_id"))
-    return web.json_response(order_json(state, order))
+    return web.json_response(order_json(order))
 
 
 def _order_matches(order: SimOrder, status: str, symbols: set[str] | None) -> bool:
     if symbols is not None and order.symbol not in symbols:
         return False
     return status == "all" or order.is_open == (status == "open")
+
+
+def _int_param(query: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(query.get(name) or default)
+    except ValueError as exc:
+        raise SimRejection(422, 42210000, f"invalid {name}: {query.get(name)!r}") from exc
 
 
 async def list_orders(request: web.Request) -> web.Response:
@@ -149,21 +192,21 @@ async def list_orders(request: web.Request) -> web.Response:
     orders = [o for o in state.orders if _order_matches(o, status, symbols)]
     if query.get("direction", "desc") == "desc":
         orders.reverse()
-    orders = orders[: int(query.get("limit", 50))]
-    return web.json_response([order_json(state, order) for order in orders])
+    orders = orders[: _int_param(query, "limit", 50)]
+    return web.json_response([order_json(order) for order in orders])
 
 
 async def get_order(request: web.Request) -> web.Response:
     """``GET /v2/orders/{order_id}``."""
     state = request.app[STATE_KEY]
-    return web.json_response(order_json(state, state.get_order(request.match_info["order_id"])))
+    return web.json_response(order_json(state.get_order(request.match_info["order_id"])))
 
 
 async def get_order_by_client_id(request: web.Request) -> web.Response:
     """``GET /v2/orders:by_client_order_id?client_order_id=...``."""
     state = request.app[STATE_KEY]
     client_order_id = request.query.get("client_order_id", "")
-    return web.json_response(order_json(state, state.get_order_by_client_id(client_order_id)))
+    return web.json_response(order_json(state.get_order_by_client_id(client_order_id)))
 
 
 async def cancel_order(request: web.Request) -> web.Response:
@@ -175,125 +218,124 @@ async def cancel_order(request: web.Request) -> web.Response:
 async def cancel_all_orders(request: web.Request) -> web.Response:
     """``DELETE /v2/orders``: a 207 multi-status list, one entry per canceled order."""
     state = request.app[STATE_KEY]
-    results = [{"id": order.id, "status": 200, "body": order_json(state, order)}
+    results = [{"id": order.id, "status": 200, "body": order_json(order)}
                for order in state.cancel_all()]
     return web.json_response(results, status=207)
 
 
 async def list_positions(request: web.Request) -> web.Response:
-    """``GET /v2/positions``."""
+    """``GET /v2/positions``: every non-zero position, in symbol order."""
     state = request.app[STATE_KEY]
-    return web.json_response([position_json(state)] if state.position_qty else [])
+    return web.json_response([position_json(state, symbol) for symbol in state.open_positions()])
 
 
 async def get_position(request: web.Request) -> web.Response:
-    """``GET /v2/positions/{symbol}``: 404 when flat."""
+    """``GET /v2/positions/{symbol_or_asset_id}``: 404 when flat or unknown."""
     state = request.app[STATE_KEY]
-    wanted = request.match_info["symbol"]
-    ids = {state.symbol, deterministic_uuid("asset", state.symbol)}
-    if (wanted.upper() not in ids and wanted not in ids) or not state.position_qty:
+    symbol = _symbol_of(state, request.match_info["symbol"])
+    if symbol is None or not state.position(symbol).qty:
         raise SimRejection(404, 40410000, "position does not exist")
-    return web.json_response(position_json(state))
+    return web.json_response(position_json(state, symbol))
 
 
 # ------------------------------------------------------------------------- data routes
-def _encode_token(day: pd.Timestamp) -> str:
-    return base64.urlsafe_b64encode(day.date().isoformat().encode()).decode()
+BarKey = tuple[str, pd.Timestamp]
 
 
-def _decode_token(token: str) -> pd.Timestamp:
+def _encode_token(symbol: str, day: pd.Timestamp) -> str:
+    """A page token naming the last bar served: its symbol and date."""
+    return base64.urlsafe_b64encode(f"{symbol}|{day.date().isoformat()}".encode()).decode()
+
+
+def _decode_token(token: str) -> BarKey:
     try:
-        return pd.Timestamp(base64.urlsafe_b64decode(token.encode()).decode())
-    except ValueError as exc:
+        symbol, day = base64.urlsafe_b64decode(token.encode()).decode().split("|")
+        return symbol, pd.Timestamp(day)
+    except (ValueError, binascii.Error) as exc:
         raise SimRejection(422, 42210000, "invalid page_token") from exc
 
 
-def _bars_window(state: SimState, query: Any) -> pd.DataFrame:
-    """Visible bars inside ``[start, end]``, sorted as asked, after ``page_token``."""
-    frame = state.visible_bars()
-    stamps = pd.DatetimeIndex([bar_timestamp(day) for day in frame.index])
-    keep = pd.Series(True, index=frame.index)
+def _visible_days(state: SimState, query: Mapping[str, str]) -> pd.DatetimeIndex:
+    """Calendar dates up to the current bar whose stamps fall inside ``[start, end]``."""
+    days = state.calendar[: state.index + 1]
+    stamps = pd.DatetimeIndex([bar_timestamp(day) for day in days])
+    keep = np.ones(len(days), dtype=bool)
     if query.get("start"):
         keep &= stamps >= parse_time(query["start"])
     if query.get("end"):
         keep &= stamps <= parse_time(query["end"])
+    return days[keep]
+
+
+def _bar_keys(state: SimState, symbols: list[str], query: Mapping[str, str]) -> list[BarKey]:
+    """Bars to serve, ordered by symbol then time (as ``sort`` asks), after ``page_token``.
+
+    Alpaca orders a multi-symbol bars response by symbol first; the page token names the last
+    (symbol, date) served, so paging works across symbols.
+    """
     descending = query.get("sort", "asc") == "desc"
+    days = _visible_days(state, query)
+    days = days[::-1] if descending else days
+    keys = [(symbol, day) for symbol in sorted(set(symbols) & set(state.symbols))
+            for day in days]
+
+    def order(key: BarKey) -> tuple[str, int]:
+        return key[0], -key[1].value if descending else key[1].value
+
     if query.get("page_token"):
-        last = _decode_token(query["page_token"])
-        keep &= (frame.index < last) if descending else (frame.index > last)
-    frame = frame[keep.to_numpy()]
-    return frame.iloc[::-1] if descending else frame
+        after = order(_decode_token(query["page_token"]))
+        keys = [key for key in keys if order(key) > after]
+    return keys
 
 
 async def get_stock_bars(request: web.Request) -> web.Response:
     """``GET /v2/stocks/bars``: daily bars up to the current one, paged by ``limit``.
 
-    The page size is ``min(limit, max_page_size)``; ``next_page_token`` is ``null`` on the
-    last page.  Symbols other than the replayed one get no bars.
+    The page size is ``min(limit, max_page_size)`` bars over all symbols; ``next_page_token``
+    is ``null`` on the last page.  Symbols that are not replayed get no bars.
     """
     state, query = request.app[STATE_KEY], request.query
     if query.get("timeframe", "1Day") not in ("1Day", "1D"):
         raise SimRejection(422, 42210000, f"unsupported timeframe {query.get('timeframe')}")
     symbols = [s.strip().upper() for s in query.get("symbols", "").split(",") if s.strip()]
-    limit = min(int(query.get("limit") or 1000), request.app[MAX_PAGE_KEY])
+    limit = min(_int_param(query, "limit", 1000), request.app[MAX_PAGE_KEY])
     if limit < 1:
         raise SimRejection(422, 42210000, "limit must be positive")
-    frame = _bars_window(state, query) if state.symbol in symbols else state.bars.iloc[:0]
-    page = frame.iloc[:limit]
-    token = _encode_token(page.index[-1]) if len(frame) > limit else None
-    bars = {state.symbol: [bar_json(day, row) for day, row in page.iterrows()]} if len(page) else {}
+    keys = _bar_keys(state, symbols, query)
+    page = keys[:limit]
+    token = _encode_token(*page[-1]) if len(keys) > limit else None
+    bars: dict[str, list[dict[str, Any]]] = {}
+    for symbol, day in page:
+        row = state.feeds[symbol].iloc[state.calendar.get_loc(day)]
+        bars.setdefault(symbol, []).append(bar_json(day, row))
     return web.json_response({"bars": bars, "next_page_token": token})
 
 
 # -------------------------------------------------------------------------- sim routes
 async def post_advance(request: web.Request) -> web.Response:
-    """``POST /sim/advance``: move to the next bar, fill open orders at its open."""
-    state = request.app[STATE_KEY]
-    filled = state.advance()
-    row = state.bars.iloc[state.index]
-    return web.json_response({"symbol": state.symbol, "index": state.index,
-                              "bar": bar_json(state.current_day, row),
-                              "finished": state.finished,
-                              "fills": [order_json(state, order) for order in filled]})
+    """``POST /sim/advance``: next bar, fills, then trade updates and bars on the websockets.
+
+    Answers ``{"index", "day", "bar_time", "finished", "orders", "bars"}`` once everything
+    the advance caused has been sent; 409 past the last bar.
+    """
+    state, hub = request.app[STATE_KEY], request.app[HUB_KEY]
+    async with hub.advance_lock:
+        orders = state.advance()
+        await hub.publish_events()
+        await hub.publish_bars()
+        body = advance_json(state, orders)
+        for hook in request.app[ADVANCE_HOOKS_KEY]:
+            hook(state)
+    return web.json_response(body)
+
+
+async def get_status(request: web.Request) -> web.Response:
+    """``GET /sim/status``: ``{"index", "day", "bar_time", "finished", "symbols"}``."""
+    return web.json_response(status_json(request.app[STATE_KEY]))
 
 
 # ------------------------------------------------------------------------------ the app
-def build_app(ohlcv: pd.DataFrame, symbol: str, *, key_id: str, secret: str,
-              start: date | None = None, cash: float = 100_000.0, commission: float = 0.0,
-              slippage: float = 0.0,
-              max_page_size: int = DEFAULT_MAX_PAGE_SIZE) -> web.Application:
-    """Build the aiohttp application that replays ``ohlcv`` as ``symbol``.
-
-    Parameters
-    ----------
-    ohlcv : pandas.DataFrame
-        Daily bars, DatetimeIndex (UTC-naive dates), columns open/high/low/close/volume.
-    symbol : str
-        Symbol the bars are served and traded under.
-    key_id, secret : str
-        The only credentials accepted in ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY``.
-    start : datetime.date or None
-        First replayed bar (first bar on or after it); earlier bars are history.
-    cash : float
-        Starting cash.
-    commission : float
-        Commission as a fraction of each fill's notional.
-    slippage : float
-        Fraction by which fills are worse than the open.
-    max_page_size : int
-        Largest page ``/v2/stocks/bars`` returns, whatever ``limit`` asks (Alpaca: 10,000).
-
-    Returns
-    -------
-    aiohttp.web.Application
-        The app; the replay state is ``app[STATE_KEY]``.
-    """
-    state = SimState(ohlcv, symbol, start=start, cash=cash, commission=commission,
-                     slippage=slippage)
-    app = web.Application(middlewares=[make_auth_middleware(key_id, secret),
-                                       rejection_middleware])
-    app[STATE_KEY] = state
-    app[MAX_PAGE_KEY] = int(max_page_size)
+def _add_routes(app: web.Application) -> None:
     app.router.add_get("/v2/account", get_account)
     app.router.add_get("/v2/clock", get_clock)
     app.router.add_get("/v2/calendar", get_calendar)
@@ -308,6 +350,62 @@ def build_app(ohlcv: pd.DataFrame, symbol: str, *, key_id: str, secret: str,
     app.router.add_get("/v2/positions/{symbol}", get_position)
     app.router.add_get("/v2/stocks/bars", get_stock_bars)
     app.router.add_post("/sim/advance", post_advance)
+    app.router.add_get("/sim/status", get_status)
+    add_stream_routes(app)
+
+
+def build_app(feeds: Mapping[str, pd.DataFrame], *, key_id: str, secret: str,
+              start: date | None = None, cash: float = 100_000.0, commission: float = 0.0,
+              slippage: float = 0.0, max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
+              partial_fills: bool = False, faults: SimFaults | None = None) -> web.Application:
+    """Build the aiohttp application that replays ``feeds``.
+
+    Parameters
+    ----------
+    feeds : Mapping of str to pandas.DataFrame
+        Daily bars per symbol: DatetimeIndex (UTC-naive dates), columns
+        open/high/low/close/volume.  The replay calendar is the dates every frame has.
+    key_id, secret : str
+        The only credentials accepted, in ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY``
+        headers and in the websockets' auth messages.
+    start : datetime.date or None
+        First replayed bar (first calendar date on or after it); earlier bars are history.
+    cash : float
+        Starting cash.
+    commission : float
+        Commission as a fraction of each execution's notional.
+    slippage : float
+        Fraction by which fills are worse than the open.
+    max_page_size : int
+        Largest page ``/v2/stocks/bars`` returns, whatever ``limit`` asks (Alpaca: 10,000).
+    partial_fills : bool
+        Fill every order in two executions.
+    faults : SimFaults or None
+        Failures to inject; ``None`` injects none.
+
+    Returns
+    -------
+    aiohttp.web.Application
+        The app; the replay state is ``app[STATE_KEY]``, the websockets ``app[HUB_KEY]``.
+
+    Raises
+    ------
+    ValueError
+        Bad feeds, a start after the last bar, or negative costs.
+    """
+    faults = faults or SimFaults()
+    state = SimState(feeds, start=start, cash=cash, commission=commission, slippage=slippage,
+                     partial_fills=partial_fills, reject_every=faults.reject_every)
+    injector = FaultInjector(faults)
+    app = web.Application(middlewares=[make_auth_middleware(key_id, secret),
+                                       make_fault_middleware(injector, _fault_exempt),
+                                       events_middleware, rejection_middleware])
+    app[STATE_KEY] = state
+    app[MAX_PAGE_KEY] = int(max_page_size)
+    app[INJECTOR_KEY] = injector
+    app[HUB_KEY] = StreamHub(state, key_id, secret, injector)
+    app[ADVANCE_HOOKS_KEY] = []
+    _add_routes(app)
     return app
 
 
@@ -325,7 +423,10 @@ class RunningServer:
     port : int
         Bound port (the ephemeral one when asked for port 0).
     url : str
-        ``http://host:port``, the value for alpaca-py's ``url_override``.
+        ``http://host:port``, the value for the REST clients' ``url_override``.
+    ws_url : str
+        ``ws://host:port``; the streams are at ``ws_url + "/stream"`` and
+        ``ws_url + "/v2/iex"`` (or ``/v2/sip``, ``/v2/test``).
     """
 
     def __init__(self, app: web.Application, host: str, port: int) -> None:
@@ -333,7 +434,7 @@ class RunningServer:
         self.host = host
         self.port = port
         self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="sim-server", daemon=True)
@@ -342,6 +443,11 @@ class RunningServer:
     def url(self) -> str:
         """Base URL for alpaca-py's ``url_override``."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """Base URL of the websockets (append ``/stream`` or ``/v2/iex``)."""
+        return f"ws://{self.host}:{self.port}"
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -352,6 +458,8 @@ class RunningServer:
             self.port = int(self._runner.addresses[0][1])
         except BaseException as exc:  # reported to the starting thread
             self._error = exc
+            self._loop.run_until_complete(self._runner.cleanup())
+            self._loop.close()
             self._ready.set()
             return
         self._ready.set()

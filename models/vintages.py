@@ -76,6 +76,27 @@ class Vintage:
         }
 
 
+def fixed_vintage(model: Regressor, manifest: dict[str, Any], source: str, *, horizon: int,
+                  predict_start: pd.Timestamp, predict_end: pd.Timestamp, positions: tuple[
+                      int, int, int] = (-1, -1, -1)) -> Vintage:
+    """A trained bundle as the only vintage, predicting ``[predict_start, predict_end]``.
+
+    ``manifest`` must hold ``training_window`` (``start``, ``end``, ``rows``); the caller
+    checks that ``predict_start`` comes after its ``end``.  ``positions`` are the dataset
+    positions of the first and last predicted bars and of the last training label, for
+    :func:`leakage_audit`; -1 where the bars are not known yet (paper trading).
+    """
+    window = manifest["training_window"]
+    cutoff, predict_last, train_label_end = positions
+    spec = VintageSpec(0, cutoff, predict_last, np.empty(0, dtype=np.int64))
+    return Vintage(spec=spec, model=model, horizon=horizon, predict_start=predict_start,
+                   predict_end=predict_end, train_start=pd.Timestamp(window["start"]),
+                   train_end=pd.Timestamp(window["end"]), train_label_end=train_label_end,
+                   holdout_dir_acc=float(manifest.get("holdout_dir_acc", np.nan)),
+                   train_positive_pct=float(manifest.get("train_positive_pct", np.nan)),
+                   source=source, n_train=int(window["rows"]))
+
+
 def build_schedule(valid: np.ndarray, start: int, end: int, *, horizon: int,
                    retrain_every: int = 63, min_train: int = 504,
                    embargo: int = 5) -> list[VintageSpec]:

@@ -1,0 +1,196 @@
+"""The full live path, offline: AlpacaStore/AlpacaData/AlpacaBroker with the unchanged
+EnsembleStrategy against the local Alpaca-protocol server, and parity with the backtester."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from aiohttp import web
+
+from backtests.config import load_config
+from backtests.datasets import load_dataset
+from backtests.train import train_bundle
+from live import sim_server
+from live.paper import run_paper
+from live.paper_config import PaperConfig
+from live.parity import run_parity
+from live.session_files import load_session
+from live.sim_faults import SimFaults
+from tests.synthetic import ar1_returns, write_csv
+from tests.test_cli import assert_bad_input, run_cli
+
+TRAIN_END = "2004-12-31"
+REPLAY_FROM = "2005-06-01"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("paper-data")
+    return {"AAA": write_csv(ar1_returns(n=1800, seed=11), folder / "AAA.csv"),
+            "BBB": write_csv(ar1_returns(n=1800, seed=12), folder / "BBB.csv")}
+
+
+@pytest.fixture(scope="module")
+def bundle(data, tmp_path_factory) -> Path:
+    cfg = load_config(None, {"data": str(data["AAA"]), "horizon": 1, "retrain_every": 252,
+                             "end": TRAIN_END})
+    return train_bundle(cfg, tmp_path_factory.mktemp("paper-bundle") / "bundle", progress=False)
+
+
+def paper_config(bundle: Path, **alpaca) -> PaperConfig:
+    return PaperConfig.model_validate({
+        "bundle": str(bundle), "horizon": 1, "commission": 0.0005, "slippage": 0.0005,
+        "alpaca": {"rest_retry_wait": 0.01, **alpaca},
+        "sizing": {"max_long": 0.95, "max_short": 0.0, "base_long_bias": 0.8,
+                   "rebalance_band": 0.02, "margin_rate": 0.0, "short_borrow_rate": 0.0}})
+
+
+def replay(data, bundle, tmp_path, symbols=("AAA",), bars=40, **server) -> Path:
+    cfg = paper_config(bundle)
+    return run_paper(cfg, replay=[str(data[s]) for s in symbols],
+                     replay_from=pd.Timestamp(REPLAY_FROM).date(), max_bars=bars,
+                     state=tmp_path / "state", **server)
+
+
+def assert_bars_exact(folder: Path, source: Path, symbol: str) -> pd.DataFrame:
+    """The session saw every source bar from its history start on, once, unchanged."""
+    session = load_session(folder)
+    seen = session.bars[symbol]
+    truth = load_dataset(str(source))[seen.columns]
+    truth = truth.loc[seen.index[0]:seen.index[-1]]
+    assert seen.index.is_unique and seen.index.is_monotonic_increasing
+    pd.testing.assert_frame_equal(seen, truth, check_exact=True, check_names=False,
+                                  check_index_type=False,
+                                  check_freq=False)
+    return seen
+
+
+def test_parity_over_250_replayed_bars(data, bundle, tmp_path):
+    folder = replay(data, bundle, tmp_path, bars=260)
+    session = load_session(folder)
+    assert session.meta["live_bars"] == 261  # the start bar plus 260 new ones
+    assert session.meta["trade_start"] == REPLAY_FROM[:8] + "01"
+    seen = assert_bars_exact(folder, data["AAA"], "AAA")
+    assert seen.index[-1] > pd.Timestamp(REPLAY_FROM) + pd.Timedelta(days=360)
+    assert len(session.orders) >= 10, "the planted signal should trade"
+    assert set(session.orders["status"]) == {"filled"}
+    report = run_parity(folder)
+    assert report.identical, report.differences
+    assert report.paper_orders == report.backtest_orders == len(session.orders)
+    assert report.equity_rel_diff <= 1e-6
+    submitted = pd.read_csv(folder / "submitted.csv")
+    assert submitted["client_order_id"].str.match(r"^ens-AAA-\d{8}-1$").all()
+    latency = pd.read_csv(folder / "latency.csv")
+    assert len(latency) == 261 and (latency["latency_ms"] >= 0).all()
+
+
+def test_two_symbols_with_partial_fills_count_each_fill_once(data, bundle, tmp_path):
+    folder = replay(data, bundle, tmp_path, symbols=("AAA", "BBB"), bars=60, partial_fills=True)
+    session = load_session(folder)
+    assert set(session.bars) == {"AAA", "BBB"}
+    assert_bars_exact(folder, data["BBB"], "BBB")
+    decisions = pd.read_csv(folder / "decisions.csv")
+    assert decisions.groupby("date")["symbol"].nunique().eq(2).all()
+    assert {"AAA", "BBB"} <= set(session.orders["symbol"])
+    report = run_parity(folder)
+    assert report.identical, report.differences
+
+
+def test_a_dropped_stream_is_backfilled_with_no_missed_or_repeated_bar(data, bundle,
+                                                                       tmp_path):
+    folder = replay(data, bundle, tmp_path, bars=30, faults=SimFaults(drop_stream_after=10))
+    assert_bars_exact(folder, data["AAA"], "AAA")
+    assert load_session(folder).meta["live_bars"] == 31
+    assert run_parity(folder).identical
+
+
+def test_rate_limited_rest_is_retried_and_changes_nothing(data, bundle, tmp_path):
+    folder = replay(data, bundle, tmp_path, bars=30,
+                    faults=SimFaults(error_rate=0.3, error_status=429, seed=3))
+    assert run_parity(folder).identical
+
+
+def test_rejected_orders_break_parity_and_the_command_says_where(data, bundle, tmp_path):
+    folder = replay(data, bundle, tmp_path, bars=60, faults=SimFaults(reject_every=2))
+    orders = load_session(folder).orders
+    assert "rejected" in set(orders["status"])
+    result = run_cli("parity", str(folder), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "parity: MISMATCH" in result.stdout
+    assert "order " in result.stdout and "paper" in result.stdout
+
+
+def test_paper_and_parity_commands_end_to_end(data, bundle, tmp_path):
+    config = tmp_path / "paper.yaml"
+    config.write_text(f"bundle: {bundle}\nhorizon: 1\nalpaca:\n  rest_retry_wait: 0.01\n")
+    result = run_cli("paper", "--config", str(config), "--replay", str(data["AAA"]),
+                     "--from", REPLAY_FROM, "--max-bars", "20", "--state", str(tmp_path / "s"),
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    assert (folder / "session.json").is_file()
+    parity = run_cli("parity", str(folder), cwd=tmp_path)
+    assert parity.returncode == 0, parity.stdout + parity.stderr
+    assert "parity: identical" in parity.stdout
+
+
+def test_paper_bad_input_exits_2_with_one_line(data, bundle, tmp_path, monkeypatch):
+    config = tmp_path / "paper.yaml"
+    config.write_text(f"bundle: {bundle}\nhorizon: 1\n")
+    state = tmp_path / "s"
+    replay_args = ["--replay", str(data["AAA"]), "--state", str(state)]
+
+    def bad(*args: str, needle: str) -> None:
+        assert_bad_input(run_cli("paper", *args, cwd=tmp_path), needle, out=state)
+
+    bad("--config", str(config), *replay_args, "--from", "2004-06-01", needle="training window")
+    bad("--config", str(config), *replay_args, "--from", "2030-01-01", needle="2030-01-01")
+    bad("--config", str(tmp_path / "nope.yaml"), *replay_args, needle="not found")
+    (tmp_path / "bad.yaml").write_text(f"bundle: {bundle}\nleverage: 3\n")
+    bad("--config", str(tmp_path / "bad.yaml"), *replay_args, needle="unknown key")
+    bad("--config", str(config), "--bundle", str(tmp_path / "missing"), *replay_args,
+        needle="missing")
+    bad("--config", str(config), "--replay", "NOSUCHDATA", needle="NOSUCHDATA")
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "session.json").write_text("{}")
+    assert_bad_input(run_cli("paper", "--config", str(config), "--replay", str(data["AAA"]),
+                             "--from", REPLAY_FROM, "--state", str(used), cwd=tmp_path),
+                     "earlier session", out=state)
+    bad("--config", str(config), "--max-bars", "0", *replay_args, needle="--max-bars")
+    monkeypatch.delenv("APCA_API_KEY_ID", raising=False)
+    monkeypatch.delenv("APCA_API_SECRET_KEY", raising=False)
+    bad("--config", str(config), needle="APCA_API_KEY_ID")
+    assert_bad_input(run_cli("parity", str(tmp_path), cwd=tmp_path),
+                     "not a paper-session directory", out=state)
+
+
+def test_no_rest_call_per_bar_except_order_submission(data, bundle, tmp_path, monkeypatch):
+    calls: list[tuple[str, str]] = []
+
+    @web.middleware
+    async def count(request, handler):
+        calls.append((request.method, request.path))
+        return await handler(request)
+
+    real_build = sim_server.build_app
+
+    def counting_build(*args, **kwargs):
+        app = real_build(*args, **kwargs)
+        app.middlewares.insert(0, count)
+        return app
+
+    monkeypatch.setattr(sim_server, "build_app", counting_build)
+    folder = replay(data, bundle, tmp_path, bars=40)
+    rest = [c for c in calls if not c[1].startswith(("/sim/", "/stream", "/v2/iex"))]
+    orders = [c for c in rest if c == ("POST", "/v2/orders")]
+    submitted = pd.read_csv(folder / "submitted.csv")
+    assert len(orders) == len(submitted) > 0
+    others = [c for c in rest if c not in orders]
+    # clock, account, positions and open orders once; one history backfill per connection
+    assert sorted({c[1] for c in others}) == ["/v2/account", "/v2/clock", "/v2/orders",
+                                             "/v2/positions", "/v2/stocks/bars"]
+    assert len(others) <= 8, others
+    assert sum(1 for c in calls if c[1] == "/sim/advance") == 40
