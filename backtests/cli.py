@@ -73,15 +73,20 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--models", type=_models, help="comma-separated learners, e.g. xgb,lgbm")
     tr.add_argument("--seed", type=int, help="seed of every learner")
     tr.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    pp = sub.add_parser("paper", help="paper-trade on Alpaca, or on the local replay server")
+    pp = sub.add_parser("paper", help="paper-trading daemon on Alpaca or the local server; "
+                        "`paper status --state DIR` prints its status")
+    pp.add_argument("action", nargs="?", choices=("status",),
+                    help="status: print the daemon's status as JSON and exit")
     pp.add_argument("--config", default="configs/paper.yaml", help="YAML paper config")
     pp.add_argument("--replay", type=_models, help="replay these datasets on a local "
                     "Alpaca-protocol server, e.g. AAPL or AAPL,MSFT")
     pp.add_argument("--from", dest="replay_from", type=_date, help="first replayed session")
     pp.add_argument("--max-bars", type=_positive, help="stop after this many new bars")
     pp.add_argument("--bundle", help="bundle directory (overrides the config)")
-    pp.add_argument("--state", help="state directory of the session (default: the config's "
-                    "state_dir); it must be new or empty")
+    pp.add_argument("--state", help="state directory (default: the config's state_dir); "
+                    "a new one starts a session, one with a journal resumes it")
+    pp.add_argument("--http", metavar="HOST:PORT", help="serve read-only GET /status and "
+                    "GET /decision?symbol=S (non-loopback needs ENSEMBLE_BT_HTTP_TOKEN)")
 
     pa = sub.add_parser("parity", help="replay a paper session through the backtester")
     pa.add_argument("state_dir", help="a session directory written by `ensemble-bt paper`")
@@ -103,13 +108,26 @@ def _cmd_paper(args: argparse.Namespace) -> int:
     from live.paper import run_paper
     from live.paper_config import load_paper_config
 
+    if args.action == "status":
+        return _paper_status(args.state)
     if args.replay_from and not args.replay:
         raise ConfigurationError("--from only applies to --replay; a real paper session "
                                  "starts today")
     cfg = load_paper_config(args.config, {"bundle": args.bundle})
     folder = run_paper(cfg, replay=args.replay, replay_from=args.replay_from,
-                       max_bars=args.max_bars, state=args.state)
+                       max_bars=args.max_bars, state=args.state, http=args.http)
     print(folder)
+    return 0
+
+
+def _paper_status(state: str | None) -> int:
+    import json
+
+    from live.status import read_status
+
+    if not state:
+        raise ConfigurationError("paper status needs --state DIR")
+    print(json.dumps(read_status(Path(state)), indent=2, default=str))
     return 0
 
 

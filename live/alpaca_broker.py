@@ -63,9 +63,13 @@ class AlpacaBroker(bt.broker.BrokerBase):
         Commission per fill as a fraction of notional (0 on Alpaca; the replay's value).
     strategy_id : str
         Prefix of every ``client_order_id``.
+    journal : live.journal.Journal | None
+        The daemon's journal: order intents are committed before they are sent, fills as
+        they are applied.  None keeps nothing.
     """
 
-    params = (("store", None), ("commission_rate", 0.0), ("strategy_id", "ens"))
+    params = (("store", None), ("commission_rate", 0.0), ("strategy_id", "ens"),
+              ("journal", None))
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,7 +81,6 @@ class AlpacaBroker(bt.broker.BrokerBase):
         self._sequence: collections.Counter = collections.Counter()
         self._lock = threading.Lock()
         self._reconcile_flag = threading.Event()
-        self.submitted: list[dict] = []  # every order sent: for the session record
         self.initial_positions: dict[str, float] = {}
 
     # --------------------------------------------------------------------- lifecycle
@@ -107,6 +110,7 @@ class AlpacaBroker(bt.broker.BrokerBase):
                 self._tracked[str(order.id)] = _Tracked(
                     None, order.symbol, order.side.value, float(order.filled_qty or 0.0),
                     float(order.filled_qty or 0.0) * float(order.filled_avg_price or 0.0))
+        self.catch_up_journal()
         logger.info("reconciled: cash {:.2f}, {} positions, {} open orders of ours",
                     self.cash, sum(1 for p in self.positions.values() if p.size),
                     len(self._tracked))
@@ -166,19 +170,55 @@ class AlpacaBroker(bt.broker.BrokerBase):
         request = MarketOrderRequest(symbol=symbol, qty=abs(order.size), side=OrderSide(side),
                                      time_in_force=TimeInForce.DAY, client_order_id=cid)
         try:
-            reply = self._place(request)
+            reply = self._send(request, day)
         except APIError as exc:
             logger.warning("order {} refused: HTTP {} {}", cid, exc.status_code, exc.message)
-            self.submitted.append({"client_order_id": cid, "status": "refused"})
+            if self.p.journal is not None:
+                self.p.journal.record_order(cid, None, "refused")
             return self._reject(order)
         with self._lock:
             tracked = self._tracked.setdefault(str(reply.id), _Tracked(order, symbol, side))
             tracked.order = order
-        self.submitted.append({"client_order_id": cid, "id": str(reply.id), "symbol": symbol,
-                               "side": side, "qty": abs(order.size), "decided": day.date()})
         order.accept(self)
         self.notify(order)
         return order
+
+    def _send(self, request: MarketOrderRequest, day: pd.Timestamp) -> Any:
+        """Journal the intent, then send; an id an earlier run journaled is looked up first.
+
+        A ``client_order_id`` the broker already knows is never sent again: after a crash
+        between sending and journaling, the existing order is adopted.
+        """
+        journal, cid = self.p.journal, request.client_order_id
+        if journal is not None:
+            if journal.order(cid) is not None:
+                known = self._lookup(cid)
+                if known is not None:
+                    logger.info("{} was sent before a restart: adopting it", cid)
+                    self._journal_order(known)
+                    return known
+            else:
+                journal.record_intent(cid, request.symbol, request.side.value,
+                                      float(request.qty), day.date().isoformat())
+        reply = self._place(request)
+        self._journal_order(reply)
+        return reply
+
+    def _lookup(self, client_order_id: str) -> Any:
+        try:
+            return self.p.store.trading.get_order_by_client_id(client_order_id)
+        except APIError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    def _journal_order(self, reply: Any) -> None:
+        if self.p.journal is not None:
+            self.p.journal.record_order(
+                reply.client_order_id, str(reply.id), reply.status.value,
+                float(reply.filled_qty or 0.0),
+                None if reply.filled_avg_price is None else float(reply.filled_avg_price),
+                str(reply.updated_at))
 
     def _place(self, request: MarketOrderRequest) -> Any:
         """Submit; a duplicate ``client_order_id`` means an earlier try got through."""
@@ -290,8 +330,11 @@ class AlpacaBroker(bt.broker.BrokerBase):
                                      < bar_day_of_fill(update.timestamp)):
                 return False
             self._fill(tracked, update, feed)
-        elif update.event in DEAD_EVENTS and tracked is not None and tracked.order is not None:
+        elif update.event in DEAD_EVENTS and tracked is not None:
+            self._journal_order(update.order)
             order = tracked.order
+            if order is None:
+                return True
             if order.alive():
                 if update.event == "rejected":
                     logger.warning("order {} rejected by the broker",
@@ -311,6 +354,7 @@ class AlpacaBroker(bt.broker.BrokerBase):
         psize, pprice, opened, closed = position.update(size, price)
         comminfo = self.getcommissioninfo(feed)
         self.cash -= size * price + comminfo.getcommission(size, price)
+        self._journal_fill(update, qty, price)
         order = tracked.order if tracked is not None else None
         if order is None or feed is None:
             return
@@ -325,6 +369,44 @@ class AlpacaBroker(bt.broker.BrokerBase):
         else:
             order.completed()
         self.notify(order)
+
+
+    def _journal_fill(self, update: Any, qty: float, price: float) -> None:
+        journal = self.p.journal
+        if journal is None:
+            return
+        cid = update.order.client_order_id
+        key = (str(update.execution_id) if getattr(update, "execution_id", None)
+               else f"{cid}:rest:{journal.filled_qty(cid) + qty!r}")
+        journal.record_fill(key, cid, update.order.symbol, update.order.side.value, qty, price,
+                            bar_day_of_fill(update.timestamp).isoformat())
+        status = update.order.status.value if update.event == "partial_fill" else "filled"
+        total, value = journal.fill_totals(cid)
+        journal.record_order(cid, str(update.order.id), status, total, value / total,
+                             str(update.timestamp))
+
+    def catch_up_journal(self) -> None:
+        """Journal the fills of orders that executed while the daemon was down."""
+        journal = self.p.journal
+        if journal is None:
+            return
+        for row in journal.open_orders():
+            reply = self._lookup(row["client_order_id"])
+            if reply is None:
+                continue  # an intent that never reached the broker: the bar is re-decided
+            filled = float(reply.filled_qty or 0.0)
+            done_qty, done_value = journal.fill_totals(row["client_order_id"])
+            missing = filled - done_qty
+            if missing > 1e-9:
+                price = (filled * float(reply.filled_avg_price) - done_value) / missing
+                journal.record_fill(f"{reply.client_order_id}:rest:{filled!r}",
+                                    reply.client_order_id, reply.symbol, reply.side.value,
+                                    missing, price,
+                                    bar_day_of_fill(reply.filled_at or reply.updated_at)
+                                    .isoformat())
+                logger.info("journaled {} shares of {} filled while down", missing,
+                            reply.client_order_id)
+            self._journal_order(reply)
 
 
 def bar_day_of_fill(stamp: Any) -> Any:

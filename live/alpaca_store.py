@@ -48,27 +48,37 @@ class _ObservedDataStream(StockDataStream):
     arrive on the socket, and anything published before it must be backfilled over REST.
     """
 
-    def __init__(self, *args: Any, on_subscribed: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_subscribed: Callable[[], None],
+                 on_closed: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._on_subscribed = on_subscribed
+        self._on_subscribed, self._on_closed = on_subscribed, on_closed
 
     async def _dispatch(self, msg: dict) -> None:  # alpaca-py's per-message hook
         await super()._dispatch(msg)
         if msg.get("T") == "subscription":
             self._on_subscribed()
 
+    async def close(self) -> None:  # alpaca-py calls it on every disconnect
+        self._on_closed()
+        await super().close()
+
 
 class _ObservedTradingStream(TradingStream):
     """``TradingStream`` that reports when the server starts listening to trade updates."""
 
-    def __init__(self, *args: Any, on_listening: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_listening: Callable[[], None],
+                 on_closed: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._on_listening = on_listening
+        self._on_listening, self._on_closed = on_listening, on_closed
 
     async def _dispatch(self, msg: dict) -> None:
         await super()._dispatch(msg)
         if msg.get("stream") == "listening":
             self._on_listening()
+
+    async def close(self) -> None:
+        self._on_closed()
+        await super().close()
 
 
 def _tune_retries(client: Any, endpoints: AlpacaEndpoints) -> None:
@@ -107,7 +117,8 @@ class AlpacaStore:
         self.max_advances = max_advances
         self.advances = 0
         self._key_id, self._secret = key_id, secret
-        self.trading = TradingClient(key_id, secret, paper=True, url_override=endpoints.trading_url)
+        self.trading = TradingClient(key_id, secret, paper=endpoints.paper,
+                                     url_override=endpoints.trading_url)
         self.history = StockHistoricalDataClient(key_id, secret, url_override=endpoints.data_url)
         _tune_retries(self.trading, endpoints)
         _tune_retries(self.history, endpoints)
@@ -115,6 +126,7 @@ class AlpacaStore:
         self.broker: Any = None
         self.connects = 0  # market-data subscriptions acknowledged (1 + reconnects)
         self.listening = 0  # trading-stream listen acknowledgements
+        self.data_state = self.trading_state = "connecting"
         self.finished = False  # the replay has no bar after the current one
         self._threads: list[threading.Thread] = []
         self._streams: list[Any] = []
@@ -156,13 +168,16 @@ class AlpacaStore:
         ep = self.endpoints
         stream = _ObservedDataStream(self._key_id, self._secret, feed=DataFeed(ep.feed),
                                      url_override=ep.data_stream_url,
-                                     on_subscribed=self._on_data_subscribed)
+                                     on_subscribed=self._on_data_subscribed,
+                                     on_closed=lambda: self._set_state("data", "disconnected"))
         subscribe = (stream.subscribe_daily_bars if ep.stream_bars == "dailyBars"
                      else stream.subscribe_bars)
         subscribe(self._on_bar, *self.feeds)
-        trades = _ObservedTradingStream(self._key_id, self._secret, paper=True,
+        trades = _ObservedTradingStream(self._key_id, self._secret, paper=ep.paper,
                                         url_override=ep.trading_stream_url,
-                                        on_listening=self._on_listening)
+                                        on_listening=self._on_listening,
+                                        on_closed=lambda: self._set_state("trading",
+                                                                          "disconnected"))
         trades.subscribe_trade_updates(self._on_trade_update)
         self._streams = [trades, stream]
         for name, target in (("alpaca-trades", trades.run), ("alpaca-data", stream.run)):
@@ -184,7 +199,11 @@ class AlpacaStore:
         self._streams, self._threads = [], []
 
     # ----------------------------------------------------------- stream callbacks
+    def _set_state(self, stream: str, state: str) -> None:
+        setattr(self, f"{stream}_state", state)
+
     def _on_listening(self) -> None:
+        self.trading_state = "connected"
         self.listening += 1
         if self.listening > 1:
             logger.warning("trading stream reconnected; open orders are checked over REST")
@@ -192,6 +211,7 @@ class AlpacaStore:
                 self.broker.request_reconcile()
 
     def _on_data_subscribed(self) -> None:
+        self.data_state = "connected"
         self.connects += 1
         if self.connects > 1:
             logger.warning("market-data stream reconnected ({}); feeds will backfill",

@@ -1,37 +1,41 @@
-"""One paper-trading session: the unchanged ``EnsembleStrategy`` on Alpaca's feed and broker.
+"""``ensemble-bt paper``: check the input, then run the daemon (:mod:`live.daemon`).
 
-``run_paper`` wires cerebro exactly as the backtester does (:mod:`backtests.engine`), except
-that the feeds and the broker come from an :class:`~live.alpaca_store.AlpacaStore`.  With
-``replay`` it first starts the local Alpaca-protocol server over embedded datasets and points
-every client at it: the full live path, offline.
+The daemon wires cerebro as the backtester does (:mod:`backtests.engine`), except that the
+feeds and the broker come from an :class:`~live.alpaca_store.AlpacaStore`.  With ``replay``
+it first starts the local Alpaca-protocol server over datasets in this process and points every
+client at it: the full live path, offline.  ``alpaca.sim: true`` drives a server running in
+its own process (``ensemble-bt sim-server``) the same way, and that session can be resumed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import backtrader as bt
 import pandas as pd
-from loguru import logger
 
 from live.alpaca_store import AlpacaStore
+from live.daemon import (
+    FAR_FUTURE,
+    Daemon,
+    check_journal_bundles,
+    log_file,
+    open_state,
+    resumed_session,
+)
+from live.http_api import TOKEN_ENV, check_binding, parse_address, start_http
+from live.journal import JOURNAL_FILE, Journal
 from live.paper_config import PaperConfig, credentials_from_env
-from live.session_files import LatencyRecorder, write_session
 from models.artifacts import MANIFEST, load_bundle, sha256_file
 from models.errors import ConfigurationError
 from models.features import FEATURE_NAMES
 from models.signal import VintageSignal
 from models.vintages import fixed_vintage
-from sizing.sizers import KellySizer
-from strategies.analyzers import RunRecorder
-from strategies.strategy import DECISION_FIELDS, EnsembleStrategy
-
-FAR_FUTURE = pd.Timestamp("2200-01-01")
 
 
 def bundle_signal(bundle: str | Path, horizon: int, trade_start: pd.Timestamp,
@@ -84,94 +88,70 @@ def replay_server(datasets: Sequence[str], start: date | None, cfg: PaperConfig,
         yield cfg.model_copy(update={"symbols": tuple(frames), "alpaca": endpoints})
 
 
-def check_state(path: str | Path) -> Path:
-    """The session's state directory, refused when it already holds something."""
-    folder = Path(path)
+def check_live(cfg: PaperConfig) -> None:
+    """Real money needs ``allow_live: true`` and ``ENSEMBLE_BT_ALLOW_LIVE=1``, both."""
+    if cfg.alpaca.paper:
+        return
+    if not (cfg.allow_live and os.environ.get("ENSEMBLE_BT_ALLOW_LIVE") == "1"):
+        raise ConfigurationError("alpaca.paper is false (Alpaca's live-money endpoint): that "
+                                 "needs allow_live: true in the config and "
+                                 "ENSEMBLE_BT_ALLOW_LIVE=1 in the environment")
+
+
+def preflight(cfg: PaperConfig, folder: Path, replay: bool, replay_from: date | None,
+              http: str | None = None) -> tuple[bool, str]:
+    """Every check that can fail on bad input, before anything connects or logs.
+
+    Returns ``(resuming, manifest_sha256 of the config's bundle)``.
+    """
+    check_live(cfg)
+    if http is not None:
+        host, _ = parse_address(http)
+        check_binding(host, os.environ.get(TOKEN_ENV))
+    if (folder / JOURNAL_FILE).is_file():
+        if replay:
+            raise ConfigurationError(f"--state {folder}: --replay cannot resume a session (its "
+                                     "server's state ended with it); run `ensemble-bt "
+                                     "sim-server --state` in its own process and set "
+                                     "alpaca.sim: true")
+        journal = Journal(folder / JOURNAL_FILE)
+        try:
+            resumed_session(journal, cfg)
+            check_journal_bundles(journal)
+        finally:
+            journal.close()
+        return True, ""
+    _, sha = bundle_signal(cfg.bundle, cfg.horizon, pd.Timestamp(replay_from or FAR_FUTURE))
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise ConfigurationError(f"--state {folder}: holds an earlier session; choose a new "
-                                 "directory (parity reads a finished one as it is)")
-    return folder
-
-
-def state_folder(path: str | Path) -> Path:
-    """Create the session's state directory (checked by :func:`check_state`)."""
-    folder = check_state(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigurationError(f"--state {folder}: cannot create it ({exc.strerror})") from None
-    return folder
+        raise ConfigurationError(f"--state {folder}: not empty and holds no journal; choose a "
+                                 "new directory or the state directory of a session")
+    return False, sha
 
 
 def run_paper(cfg: PaperConfig, *, replay: Sequence[str] | None = None,
               replay_from: date | None = None, max_bars: int | None = None,
-              state: str | Path | None = None, **server_kwargs: Any) -> Path:
-    """Run a paper session to its end (replay) or until interrupted; returns its folder."""
-    # Check the bundle (and a replay's start against its training window) before anything
-    # connects or logs: bad input fails in one line.
-    bundle_signal(cfg.bundle, cfg.horizon, pd.Timestamp(replay_from or FAR_FUTURE))
-    check_state(state or cfg.state_dir)
+              state: str | Path | None = None, http: str | None = None,
+              **server_kwargs: Any) -> Path:
+    """Run (or resume) a paper session until the replay ends or a signal stops it.
+
+    Returns the state directory.
+    """
+    folder = Path(state or cfg.state_dir)
+    resuming, sha = preflight(cfg, folder, bool(replay), replay_from, http)
     if replay:
         key_id, secret = credentials_from_env(default=("replay", secrets.token_hex(16)))
         with replay_server(replay, replay_from, cfg, key_id, secret, **server_kwargs) as local:
-            return _session(local, key_id, secret, True, max_bars, state)
+            return _run(local, (key_id, secret), True, max_bars, folder, sha, http)
     key_id, secret = credentials_from_env()
-    return _session(cfg, key_id, secret, False, max_bars, state)
+    return _run(cfg, (key_id, secret), cfg.alpaca.sim, max_bars, folder, sha, http)
 
 
-def _session(cfg: PaperConfig, key_id: str, secret: str, replay: bool, max_bars: int | None,
-             state: str | Path | None) -> Path:
-    store = AlpacaStore(key_id, secret, cfg.alpaca, replay=replay, max_advances=max_bars)
-    trade_start = store.clock_day()
-    signal, manifest_hash = bundle_signal(cfg.bundle, cfg.horizon, trade_start)
-    history_start = trade_start - pd.Timedelta(days=cfg.history_days)
-    allocations = cfg.checked_allocations()
-    folder = state_folder(state or cfg.state_dir)
-    logger.info("paper session {} from {} ({}), state in {}", ",".join(cfg.symbols),
-                trade_start.date(), "local replay" if replay else "Alpaca paper", folder)
-
-    cerebro = bt.Cerebro(stdstats=False, quicknotify=False)
-    for symbol in cfg.symbols:
-        cerebro.adddata(store.getdata(symbol, history_start=history_start,
-                                      live_from=trade_start))
-    cerebro.setbroker(store.getbroker(commission_rate=cfg.commission,
-                                      strategy_id=cfg.strategy_id))
-    cerebro.addsizer(KellySizer, allocations=allocations)
-    cerebro.addstrategy(EnsembleStrategy, signals=dict.fromkeys(cfg.symbols, signal),
-                        horizon=cfg.horizon, trade_start=trade_start.date(), sizing=cfg.sizing)
-    cerebro.addanalyzer(RunRecorder, _name="recorder")
-    cerebro.addanalyzer(LatencyRecorder, _name="latency", live_from=trade_start)
-    meta = {"symbols": list(cfg.symbols), "trade_start": trade_start.date().isoformat(),
-            "history_start": history_start.date().isoformat(), "bundle": str(cfg.bundle),
-            "bundle_manifest_sha256": manifest_hash, "horizon": cfg.horizon,
-            "commission": cfg.commission, "slippage": cfg.slippage, "replay": replay,
-            "allocations": allocations, "strategy_id": cfg.strategy_id,
-            "sizing": cfg.sizing.model_dump(mode="json")}
-    strat = None
-    try:
-        strat = cerebro.run()[0]
-    finally:
-        _record(folder, meta, store, cerebro, strat)
-    return folder
-
-
-def _record(folder: Path, meta: dict[str, Any], store: AlpacaStore, cerebro: bt.Cerebro,
-            strat: Any) -> None:
-    broker = store.broker
-    if strat is None:  # interrupted: record what the running strategy saw
-        running = getattr(cerebro, "runningstrats", None)
-        if not running:
-            return
-        strat = running[0]
-    analysis = strat.analyzers.recorder.get_analysis()
-    meta.update({"initial_cash": broker.startingcash,
-                 "initial_positions": broker.initial_positions,
-                 "final_cash": broker.getcash(), "final_equity": broker.getvalue(),
-                 "live_bars": len(strat.analyzers.latency.rows),
-                 "finished": bool(store.finished)})
-    decisions = [dict(zip(DECISION_FIELDS, (bt.num2date(r[0]).date(), *r[1:]), strict=True))
-                 for r in strat.decisions]
-    write_session(folder, meta, list(store.feeds.values()), analysis, decisions,
-                  broker.submitted, strat.analyzers.latency.rows)
-    logger.info("session recorded: {} live bars, {} fills, equity {:.2f}", meta["live_bars"],
-                len(analysis["orders"]), meta["final_equity"])
+def _run(cfg: PaperConfig, keys: tuple[str, str], sim: bool, max_bars: int | None,
+         folder: Path, sha: str, http: str | None) -> Path:
+    folder, resuming = open_state(folder)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(log_file(folder))
+        if http is not None:
+            stack.enter_context(start_http(http, folder, os.environ.get(TOKEN_ENV)))
+        store = AlpacaStore(*keys, cfg.alpaca, replay=sim, max_advances=max_bars)
+        return Daemon(cfg, store, folder, resuming, sha).run()

@@ -29,7 +29,10 @@ class AlpacaEndpoints(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    paper: bool = Field(True, description="Alpaca paper endpoints (live trading is refused)")
+    paper: bool = Field(True, description="Alpaca's paper endpoints; false means real money "
+                        "and needs allow_live plus ENSEMBLE_BT_ALLOW_LIVE=1")
+    sim: bool = Field(False, description="the endpoints are a local replay server "
+                      "(ensemble-bt sim-server): drive its replay")
     trading_url: str | None = Field(None, description="TradingClient url_override")
     data_url: str | None = Field(None, description="StockHistoricalDataClient url_override")
     data_stream_url: str | None = Field(None, description="StockDataStream url_override")
@@ -44,13 +47,6 @@ class AlpacaEndpoints(BaseModel):
                                 "stream before reconciling fills over REST (replay)")
     bar_timeout: float = Field(5.0, gt=0, description="seconds to wait for a streamed bar "
                                "before backfilling it over REST (replay)")
-
-    @field_validator("paper")
-    @classmethod
-    def _paper_only(cls, value: bool) -> bool:
-        if not value:
-            raise ValueError("alpaca.paper must be true: ensemble-bt only trades paper accounts")
-        return value
 
 
 class PaperConfig(BaseModel):
@@ -70,6 +66,8 @@ class PaperConfig(BaseModel):
                             "(replay server only; Alpaca fills at market)")
     initial_cash: float = Field(100_000.0, gt=0, description="starting cash (replay only)")
     strategy_id: str = Field("ens", description="prefix of every client_order_id")
+    allow_live: bool = Field(False, description="with ENSEMBLE_BT_ALLOW_LIVE=1, allows "
+                             "alpaca.paper: false (real money)")
     state_dir: str = Field("paper_state", description="where the session records bars, "
                            "decisions and orders (a new or empty directory)")
     alpaca: AlpacaEndpoints = AlpacaEndpoints()

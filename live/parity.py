@@ -1,9 +1,9 @@
 """Parity: replay a paper session's bars through the backtester and diff the orders.
 
-The backtester gets exactly what the session saw: the recorded bars of every symbol (history
-included), the same bundle (checked by its manifest hash), the same trade start, costs,
-sizing and starting cash.  Financing is off in the replay because a paper broker's account is
-charged by the venue, not by the strategy's accounting.
+The backtester gets exactly what the session's journal says it saw: the bars of every symbol
+(history included), the same bundles from the same days (each checked by its manifest hash),
+the same first decision day, costs, sizing and starting cash.  Financing is off in the replay
+because a paper account is charged by the venue, not by the strategy's accounting.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import pandas as pd
 
 from backtests.engine import run_strategy
 from backtests.results import write_json
-from live.paper import bundle_signal
+from live.daemon import journal_signal
+from live.journal import JOURNAL_FILE, Journal
 from live.session_files import load_session
-from models.artifacts import MANIFEST, sha256_file
-from models.errors import BundleError, ConfigurationError
+from models.errors import ConfigurationError
 from sizing.config import SizingConfig
 
 EQUITY_TOLERANCE = 1e-6  # relative
@@ -82,14 +82,12 @@ def run_parity(folder: str | Path) -> ParityReport:
     if meta.get("initial_positions"):
         raise ConfigurationError(f"{folder}: the session started with open positions "
                                  f"{meta['initial_positions']}; parity needs a flat start")
-    bundle = Path(meta["bundle"])
-    if not (bundle / MANIFEST).is_file():
-        raise BundleError(f"{bundle}: the session's bundle is gone; parity needs it")
-    if sha256_file(bundle / MANIFEST) != meta["bundle_manifest_sha256"]:
-        raise BundleError(f"{bundle}: the bundle changed since the session ran (manifest hash "
-                          "differs); parity needs the same bundle")
     trade_start = pd.Timestamp(meta["trade_start"])
-    signal, _ = bundle_signal(bundle, int(meta["horizon"]), trade_start)
+    journal = Journal(folder / JOURNAL_FILE, readonly=True)
+    try:
+        signal = journal_signal(journal, int(meta["horizon"]))
+    finally:
+        journal.close()
     sizing = SizingConfig(**meta["sizing"]).model_copy(
         update={"margin_rate": 0.0, "short_borrow_rate": 0.0})
     analysis = run_strategy(

@@ -1,10 +1,12 @@
-"""What a paper session records under its state directory, and how parity reads it back.
+"""Readable exports of a paper session's journal, and how parity reads the session back.
 
-- ``session.json``: symbols, trade start, bundle (path and manifest hash), costs, sizing,
-  starting cash and positions, final equity;
-- ``bars/<SYMBOL>.csv``: every bar each feed delivered, history included, exactly as received;
-- ``decisions.csv``, ``orders.csv`` (fills, as the backtester writes them), ``submitted.csv``
-  (every ``client_order_id`` sent), ``equity.csv`` and ``latency.csv``.
+The journal (:mod:`live.journal`) is the record.  At the end of each run the daemon exports:
+
+- ``session.json``: symbols, first decision day, costs, sizing, starting cash and positions,
+  final state and equity;
+- ``bars/<SYMBOL>.csv``: every bar the strategy saw, history included, exactly as received;
+- ``decisions.csv``, ``orders.csv`` (every order by ``client_order_id`` with its status and
+  filled quantity), ``equity.csv`` and ``latency.csv`` (appended by every run).
 
 Each file is written to a temporary name and renamed, so a reader never sees half a file.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +25,10 @@ import backtrader as bt
 import pandas as pd
 
 from backtests.results import json_safe
+from live.journal import JOURNAL_FILE, Journal
 from models.errors import ConfigurationError, DataError
-from strategies.strategy import DECISION_FIELDS
 
 SESSION_FILE = "session.json"
-ORDER_COLUMNS = ("date", "decided", "symbol", "side", "size", "price", "commission", "slippage",
-                 "notional", "status")
 
 
 class LatencyRecorder(bt.Analyzer):
@@ -61,25 +62,35 @@ def _atomic_csv(path: Path, frame: pd.DataFrame, **kwargs: Any) -> None:
     _atomic_text(path, frame.to_csv(**kwargs))
 
 
-def write_session(folder: Path, meta: dict[str, Any], feeds: list[Any], analysis: dict,
-                  decisions: list[dict], submitted: list[dict],
-                  latency: list[tuple]) -> None:
-    """Write the whole session record (see the module docstring)."""
+def journal_frames(journal: Journal) -> dict[str, Any]:
+    """Bars per symbol, decisions, orders (filled, rejected, refused) and equity."""
+    db = journal.db
+    bars = pd.read_sql_query("SELECT * FROM bars ORDER BY symbol, date", db,
+                             parse_dates=["date"])
+    per_symbol = {str(sym): frame.drop(columns="symbol").set_index("date")
+                  for sym, frame in bars.groupby("symbol")}
+    decisions = pd.read_sql_query("SELECT * FROM decisions ORDER BY date, rowid", db)
+    orders = pd.read_sql_query(
+        "SELECT decided, symbol, side, filled_qty AS size, filled_avg_price AS price, status, "
+        "client_order_id, order_id FROM orders ORDER BY rowid", db)
+    equity = pd.read_sql_query("SELECT * FROM equity ORDER BY date", db)
+    return {"bars": per_symbol, "decisions": decisions, "orders": orders, "equity": equity}
+
+
+def export_session(folder: Path, journal: Journal, meta: dict[str, Any],
+                   latency: list[tuple]) -> None:
+    """Write the readable files from the journal (see the module docstring)."""
+    frames = journal_frames(journal)
     (folder / "bars").mkdir(parents=True, exist_ok=True)
-    for feed in feeds:
-        frame = pd.DataFrame(feed.rows, columns=["date", "open", "high", "low", "close",
-                                                 "volume"]).set_index("date")
-        _atomic_csv(folder / "bars" / f"{feed.p.symbol}.csv", frame)  # repr floats: exact
-    _atomic_csv(folder / "decisions.csv", pd.DataFrame(decisions, columns=DECISION_FIELDS),
-                index=False)
-    _atomic_csv(folder / "orders.csv", pd.DataFrame(analysis["orders"], columns=ORDER_COLUMNS),
-                index=False)
-    _atomic_csv(folder / "submitted.csv", pd.DataFrame(submitted), index=False)
-    equity = pd.DataFrame(analysis["bars"], columns=["date", "equity", "position_weight",
-                                                     "prediction"])
-    _atomic_csv(folder / "equity.csv", equity, index=False)
-    _atomic_csv(folder / "latency.csv", pd.DataFrame(latency, columns=["date", "latency_ms"]),
-                index=False)
+    for symbol, frame in frames["bars"].items():
+        _atomic_csv(folder / "bars" / f"{symbol}.csv", frame)  # repr floats: exact
+    _atomic_csv(folder / "decisions.csv", frames["decisions"], index=False)
+    _atomic_csv(folder / "orders.csv", frames["orders"], index=False)
+    _atomic_csv(folder / "equity.csv", frames["equity"], index=False)
+    lat = folder / "latency.csv"
+    old = pd.read_csv(lat) if lat.is_file() else None
+    new = pd.DataFrame(latency, columns=["date", "latency_ms"])
+    _atomic_csv(lat, new if old is None else pd.concat([old, new]), index=False)
     _atomic_text(folder / SESSION_FILE, json.dumps(json_safe(meta), indent=2) + "\n")
 
 
@@ -94,17 +105,20 @@ class Session:
 
 
 def load_session(folder: Path) -> Session:
-    """Read a session record; a missing or malformed one is a one-line DataError."""
-    path = Path(folder) / SESSION_FILE
-    if not path.is_file():
-        raise ConfigurationError(f"{folder}: not a paper-session directory (no {SESSION_FILE})")
+    """Read a session from its journal; a missing or malformed one is a one-line error."""
+    folder = Path(folder)
+    if not (folder / JOURNAL_FILE).is_file():
+        raise ConfigurationError(f"{folder}: not a paper-session directory (no {JOURNAL_FILE})")
     try:
-        meta = json.loads(path.read_text())
-        bars = {s: pd.read_csv(Path(folder) / "bars" / f"{s}.csv", index_col="date",
-                               parse_dates=["date"]) for s in meta["symbols"]}
-        orders = pd.read_csv(Path(folder) / "orders.csv", dtype={"decided": str})
-        equity = pd.read_csv(Path(folder) / "equity.csv", parse_dates=["date"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"{folder}: the session record is incomplete or malformed "
+        journal = Journal(folder / JOURNAL_FILE, readonly=True)
+        try:
+            meta = journal.get_meta("session")
+            frames = journal_frames(journal)
+        finally:
+            journal.close()
+        if meta is None:
+            raise KeyError("session")
+    except (sqlite3.DatabaseError, KeyError, ValueError) as exc:
+        raise DataError(f"{folder}: the session journal is incomplete or malformed "
                         f"({exc.__class__.__name__}: {exc})") from None
-    return Session(meta, bars, orders, equity)
+    return Session(meta, frames["bars"], frames["orders"], frames["equity"])

@@ -68,6 +68,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     help="fill every order in two executions")
     sp.add_argument("--drop-stream-after", type=int, metavar="N",
                     help="fault: close the market-data stream instead of sending bar N+1")
+    sp.add_argument("--drop-stream-every", type=int, metavar="N",
+                    help="fault: close the market-data stream again every N bars sent")
     sp.add_argument("--auth-delay", type=float, default=0.0, metavar="S",
                     help="fault: seconds before answering websocket auth")
     sp.add_argument("--error-rate", type=float, default=0.0, metavar="R",
@@ -92,13 +94,14 @@ def _faults(args: argparse.Namespace) -> SimFaults:
     from live.sim_faults import SimFaults
 
     try:
-        return SimFaults(drop_stream_after=args.drop_stream_after, auth_delay=args.auth_delay,
+        return SimFaults(drop_stream_after=args.drop_stream_after,
+                         drop_stream_every=args.drop_stream_every, auth_delay=args.auth_delay,
                          error_rate=args.error_rate, error_status=args.error_status,
                          reject_every=args.reject_every)
     except ValueError as exc:
         message = str(exc)
-        for name in ("drop_stream_after", "auth_delay", "error_rate", "error_status",
-                     "reject_every"):
+        for name in ("drop_stream_after", "drop_stream_every", "auth_delay", "error_rate",
+                     "error_status", "reject_every"):
             message = message.replace(name, "--" + name.replace("_", "-"))
         raise ConfigurationError(message) from None
 

@@ -40,6 +40,8 @@ class SimFaults:
     drop_stream_after : int or None
         After this many bar messages went out over market-data connections, the next bar is
         not sent: the connection it was for is closed instead (once per server).
+    drop_stream_every : int or None
+        Like ``drop_stream_after``, again every N bars sent: a flaky connection.
     auth_delay : float
         Seconds slept before answering an auth message on either websocket.
     error_rate : float
@@ -59,6 +61,7 @@ class SimFaults:
     """
 
     drop_stream_after: int | None = None
+    drop_stream_every: int | None = None
     auth_delay: float = 0.0
     error_rate: float = 0.0
     error_status: int = 429
@@ -70,6 +73,10 @@ class SimFaults:
                 _is_count(self.drop_stream_after) and self.drop_stream_after >= 0):
             raise ValueError(f"drop_stream_after must be a whole number >= 0 or None, "
                              f"got {self.drop_stream_after!r}")
+        if self.drop_stream_every is not None and not (
+                _is_count(self.drop_stream_every) and self.drop_stream_every >= 1):
+            raise ValueError(f"drop_stream_every must be a whole number >= 1 or None, "
+                             f"got {self.drop_stream_every!r}")
         if not (isinstance(self.auth_delay, int | float) and math.isfinite(self.auth_delay)
                 and self.auth_delay >= 0):
             raise ValueError(f"auth_delay must be seconds >= 0, got {self.auth_delay!r}")

@@ -158,7 +158,8 @@ def status_json(state: SimState) -> dict[str, Any]:
     """``GET /sim/status``: where the replay stands."""
     return {"index": state.index, "day": state.current_day.date().isoformat(),
             "bar_time": rfc3339_utc(bar_timestamp(state.current_day)),
-            "finished": state.finished, "symbols": list(state.symbols)}
+            "finished": state.finished, "symbols": list(state.symbols),
+            "orders": len(state.orders), "duplicate_submissions": state.duplicate_submissions}
 
 
 def advance_json(state: SimState, orders: list[SimOrder]) -> dict[str, Any]:

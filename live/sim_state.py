@@ -225,6 +225,7 @@ class SimState:
                            "them", dropped, dropped + len(self.calendar))
         self.positions: dict[str, SimPosition] = {s: SimPosition() for s in self.symbols}
         self.orders: list[SimOrder] = []
+        self.duplicate_submissions = 0  # 422s for a client_order_id already used
         self.events: list[dict[str, Any]] = []
 
     def _start_index(self, start: date | None) -> int:
@@ -338,6 +339,7 @@ class SimState:
         sequence = len(self.orders) + 1
         client_order_id = client_order_id or deterministic_uuid("client", str(sequence))
         if any(order.client_order_id == client_order_id for order in self.orders):
+            self.duplicate_submissions += 1
             raise SimRejection(422, 40010001, "client_order_id must be unique")
         order = SimOrder(id=deterministic_uuid("order", f"{sequence}:{client_order_id}"),
                          client_order_id=client_order_id, symbol=symbol, side=side,

@@ -147,6 +147,7 @@ class StreamHub:
         self.trade_listeners: list[web.WebSocketResponse] = []
         self.bars_sent = 0
         self.stream_dropped = False
+        self.drops = 0
         self.advance_lock = asyncio.Lock()
         self._events_lock = asyncio.Lock()
         self._published = 0
@@ -203,8 +204,12 @@ class StreamHub:
         return messages
 
     def _drop_due(self) -> bool:
-        limit = self.injector.faults.drop_stream_after
-        return limit is not None and not self.stream_dropped and self.bars_sent >= limit
+        faults = self.injector.faults
+        limit = faults.drop_stream_after
+        if limit is not None and not self.stream_dropped and self.bars_sent >= limit:
+            return True
+        every = faults.drop_stream_every
+        return every is not None and self.bars_sent >= every * (self.drops + 1)
 
     async def publish_bars(self) -> None:
         """Send the current bar of each subscribed symbol to the market-data connection.
@@ -218,6 +223,7 @@ class StreamHub:
         for message in self._bar_messages(client):
             if self._drop_due():
                 self.stream_dropped = True
+                self.drops += 1
                 logger.warning("sim fault: dropping the market-data stream after {} bars",
                                self.bars_sent)
                 self.release(client)

@@ -33,7 +33,16 @@ class VintageSignal:
     lookback = feats.LOOKBACK
 
     def __init__(self, vintages: Sequence[Vintage]) -> None:
-        self.vintages = list(vintages)
+        self.vintages: list[Vintage] = []
+        for vintage in vintages:
+            self.add(vintage)
+
+    def add(self, vintage: Vintage) -> None:
+        """Append a vintage that predicts from its ``predict_start`` on (a retrained bundle
+        swapped in by the paper daemon); earlier vintages keep the bars before it."""
+        if self.vintages and vintage.predict_start <= self.vintages[-1].predict_start:
+            raise ValueError("vintages must be added in order of predict_start")
+        self.vintages.append(vintage)
         self._starts = pd.DatetimeIndex([v.predict_start for v in self.vintages])
         self._ends = pd.DatetimeIndex([v.predict_end for v in self.vintages])
 

@@ -54,10 +54,13 @@ class EnsembleStrategy(bt.Strategy):
         Sizing and breaker parameters.
     breaker_state : BreakerState | None
         Resume the breaker from a saved state (the paper daemon persists it).
+    resume_after : datetime.date | None
+        Bars up to this date were decided in an earlier run (the daemon's journal says so):
+        they only feed the lagged hit-rate statistics, exactly as when they were decided.
     """
 
     params = (("signals", None), ("horizon", 5), ("trade_start", None),
-              ("sizing", SizingConfig()), ("breaker_state", None))
+              ("sizing", SizingConfig()), ("breaker_state", None), ("resume_after", None))
 
     def __init__(self) -> None:
         cfg = self.p.sizing
@@ -70,6 +73,9 @@ class EnsembleStrategy(bt.Strategy):
         # Compare backtrader's float datetimes: no date conversion per bar.
         start: date | None = self.p.trade_start
         self._start_num = bt.date2num(datetime.combine(start, time())) if start else -math.inf
+        resume: date | None = self.p.resume_after
+        self._resume_num = (bt.date2num(datetime.combine(resume, time())) if resume
+                            else -math.inf)
         self._horizon = float(check_horizon(self.p.horizon))
         self.decisions: list[tuple] = []  # rows of DECISION_FIELDS, date as a float
 
@@ -81,6 +87,11 @@ class EnsembleStrategy(bt.Strategy):
     def next(self) -> None:
         day = self.data.datetime[0]
         if day < self._start_num:
+            return
+        if day <= self._resume_num:  # decided before a restart: replay its statistics only
+            for data in self.datas:
+                self.stats[data._name].observe(self.predictors[data._name].prediction[0],
+                                               data.close[0])
             return
         cfg = self.p.sizing
         self.breaker = step(self.breaker, self.broker.getvalue(), self._breaker_params)

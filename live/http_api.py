@@ -1,0 +1,347 @@
+"""An optional, read-only HTTP view of a paper state directory.
+
+Two routes, GET only; nothing here places, changes or cancels an order:
+
+- ``GET /status``: :func:`live.status.read_status` as JSON;
+- ``GET /decision?symbol=S``: the journal's latest decision for ``S``, the bundle that made it
+  and the breaker state of the last journaled bar.
+
+Any other method gets 405 and any other path 404, both as ``{"error": "..."}``.
+
+Binding follows one rule (:func:`check_binding`): a loopback address may be served without a
+token; any other address needs a bearer token, from the environment variable
+:data:`TOKEN_ENV`.  When a token is set, every request must carry
+``Authorization: Bearer <token>`` or gets 401.  The token is never logged.
+
+The app is served on its own event loop in a daemon thread, as
+:class:`live.sim_server.RunningServer` serves the replay server, so the daemon's backtrader
+loop never waits on a client.
+
+Examples
+--------
+>>> with start_http("127.0.0.1:0", Path("paper_state/aapl")) as http:   # doctest: +SKIP
+...     requests.get(http.url + "/status").json()["state"]
+'running'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import re
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from loguru import logger
+
+from live.journal import JOURNAL_FILE, Journal
+from live.status import read_status, scrub
+from models.errors import ConfigurationError, StopError
+
+#: The environment variable the caller reads the bearer token from.
+TOKEN_ENV = "ENSEMBLE_BT_HTTP_TOKEN"
+STATE_DIR_KEY: web.AppKey[Path] = web.AppKey("state_dir", Path)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_ADDRESS_HELP = "use HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080"
+
+
+# ------------------------------------------------------------------------- binding
+def parse_address(text: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (IPv6 hosts in brackets) into ``(host, port)``.
+
+    Parameters
+    ----------
+    text : str
+        ``"127.0.0.1:8080"``, ``"localhost:0"``, ``"[::1]:8080"``, ``"0.0.0.0:9000"``...
+        Port 0 picks a free port.
+
+    Returns
+    -------
+    tuple[str, int]
+        The host (without brackets) and the port.
+
+    Raises
+    ------
+    ConfigurationError
+        The text is not a host and a port in 0..65535.
+    """
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", text.strip())
+    if match is None:
+        raise ConfigurationError(f"HTTP address {text!r}: {_ADDRESS_HELP}")
+    bracketed, host = match.group(1) is not None, match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:
+        raise ConfigurationError(f"HTTP address {text!r}: port {port} is not in 0..65535")
+    try:
+        parsed = ipaddress.ip_address(host)
+    except ValueError:
+        parsed = None
+    if bracketed and (parsed is None or parsed.version != 6):
+        raise ConfigurationError(f"HTTP address {text!r}: brackets hold an IPv6 address only")
+    if parsed is None and not _HOSTNAME.match(host):
+        raise ConfigurationError(f"HTTP address {text!r}: {host!r} is not a host name; "
+                                 f"{_ADDRESS_HELP}")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IPs (127.0.0.0/8, ::1, ::ffff:127.x.y.z)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        parsed = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name could resolve anywhere: treat it as exposed
+    mapped = getattr(parsed, "ipv4_mapped", None)
+    return parsed.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def check_binding(host: str, token: str | None) -> None:
+    """Refuse to serve a non-loopback address without a bearer token.
+
+    Parameters
+    ----------
+    host : str
+        The address to bind, as :func:`parse_address` returns it.
+    token : str | None
+        The bearer token (``os.environ.get(TOKEN_ENV)``); empty counts as none.
+
+    Raises
+    ------
+    ConfigurationError
+        ``host`` is not loopback and there is no token.
+    """
+    if not token and not is_loopback(host):
+        raise ConfigurationError(f"binding {host} needs a bearer token: set {TOKEN_ENV}")
+
+
+# ------------------------------------------------------------------------ handlers
+def error_json(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+def make_auth_middleware(token: str) -> Any:
+    """401 for any request without ``Authorization: Bearer <token>`` (constant-time compare)."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, expected):
+            logger.warning("status endpoint refused {} {}: missing or wrong bearer token",
+                           request.method, request.path)
+            return error_json(401, "a bearer token is required",
+                              **{"WWW-Authenticate": 'Bearer realm="ensemble-bt"'})
+        return await handler(request)
+
+    return auth
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own 404 and 405 (and any other HTTP error) as ``{"error": ...}``."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+        return error_json(exc.status, exc.reason, **headers)
+
+
+def stop_error(exc: StopError, state_dir: Path) -> web.Response:
+    """503 for an unreadable state directory, naming it ``<state>`` rather than by path."""
+    return error_json(503, str(exc).replace(str(state_dir), "<state>"))
+
+
+async def get_status(request: web.Request) -> web.Response:
+    state_dir = request.app[STATE_DIR_KEY]
+    try:
+        status = await asyncio.to_thread(read_status, state_dir)
+    except StopError as exc:
+        return stop_error(exc, state_dir)
+    return web.json_response(status)
+
+
+def latest_decision(state_dir: Path, symbol: str) -> dict[str, Any] | None:
+    """The ``/decision`` body for ``symbol``, or None when there is no decision for it.
+
+    Returns
+    -------
+    dict | None
+        ``{"symbol", "date", "decision": <the journal row: DECISION_FIELDS and "bundle">,
+        "bundle": {"id", "path", "manifest_sha256", "predict_start"} | None,
+        "breaker": {"as_of", "high_water", "drawdown", "tripped", "halted", "trips"} | None}``.
+    """
+    path = state_dir / JOURNAL_FILE
+    if not path.is_file():
+        return None
+    journal = Journal(path, readonly=True)
+    try:
+        journal.db.execute("BEGIN")  # one snapshot: the decision, its bundle, the breaker
+        decision = journal.latest_decision(symbol)
+        bundles = {row["id"]: row for row in journal.bundles()}
+        equity = journal.last_equity()
+        journal.db.execute("COMMIT")
+    finally:
+        journal.close()
+    if decision is None:
+        return None
+    row = bundles.get(decision.get("bundle"))
+    bundle = None if row is None else {k: row[k] for k in ("id", "path", "manifest_sha256",
+                                                           "predict_start")}
+    breaker = None if equity is None else {"as_of": equity["date"], **equity["breaker"]}
+    return scrub({"symbol": symbol, "date": decision["date"], "decision": decision,
+                  "bundle": bundle, "breaker": breaker})
+
+
+async def get_decision(request: web.Request) -> web.Response:
+    state_dir = request.app[STATE_DIR_KEY]
+    symbol = request.query.get("symbol", "").strip()
+    if not symbol:
+        return error_json(400, "the symbol query parameter is required: /decision?symbol=AAPL")
+    try:
+        body = await asyncio.to_thread(latest_decision, state_dir, symbol)
+    except StopError as exc:
+        return stop_error(exc, state_dir)
+    except sqlite3.Error as exc:  # e.g. a journal replaced under us
+        logger.warning("status endpoint: /decision?symbol={} failed: {}", symbol, exc)
+        return error_json(503, "the journal cannot be read right now")
+    if body is None:
+        return error_json(404, f"no decision for {symbol} yet (or not a symbol of this "
+                               "session)")
+    return web.json_response(body)
+
+
+def build_app(state_dir: Path, token: str | None = None) -> web.Application:
+    """The read-only app for ``state_dir``; with ``token``, every request must carry it."""
+    middlewares = [json_errors] + ([make_auth_middleware(token)] if token else [])
+    app = web.Application(middlewares=middlewares)
+    app[STATE_DIR_KEY] = Path(state_dir)
+    # allow_head=False: GET is the only method served, everything else is 405.
+    app.router.add_get("/status", get_status, allow_head=False)
+    app.router.add_get("/decision", get_decision, allow_head=False)
+    return app
+
+
+# -------------------------------------------------------------------------- server
+class HttpHandle:
+    """The endpoint served on its own event loop in a daemon thread.
+
+    Use :func:`start_http` to start one; :meth:`stop` (or leaving the ``with`` block) shuts it
+    down.
+
+    Attributes
+    ----------
+    host : str
+        Bound host.
+    port : int
+        Bound port (the ephemeral one when asked for port 0).
+    url : str
+        ``http://host:port`` (IPv6 hosts in brackets).
+    """
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="status-http", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def _run(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._runner.setup())
+            loop.run_until_complete(web.TCPSite(self._runner, self.host, self.port).start())
+            self.port = int(self._runner.addresses[0][1])
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+        self._ready.set()
+        try:
+            if self._error is None:
+                loop.run_forever()
+        finally:
+            loop.run_until_complete(self._runner.cleanup())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    def start(self, timeout: float = 10.0) -> HttpHandle:
+        """Start the thread and return once the socket is bound.
+
+        Raises
+        ------
+        ConfigurationError
+            The address cannot be bound (in use, not an address of this machine...).
+        """
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the status endpoint did not start in time")
+        if isinstance(self._error, OSError):
+            reason = self._error.strerror or str(self._error)
+            raise ConfigurationError(f"cannot serve HTTP on {self.url}: {reason}") from None
+        if self._error is not None:
+            raise RuntimeError("the status endpoint failed to start") from self._error
+        logger.info("read-only status endpoint on {}", self.url)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop, close the socket and join the thread."""
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+            logger.info("status endpoint on {} stopped", self.url)
+
+    def __enter__(self) -> HttpHandle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def start_http(address: str, state_dir: Path, token: str | None = None) -> HttpHandle:
+    """Serve the read-only endpoint for ``state_dir`` on ``address``.
+
+    Parameters
+    ----------
+    address : str
+        ``HOST:PORT`` (see :func:`parse_address`); port 0 picks a free one, read it back from
+        ``.port``.  ``localhost`` binds 127.0.0.1.
+    state_dir : pathlib.Path
+        The paper state directory to read; it must exist (its files may come later).
+    token : str | None
+        Bearer token every request must carry; required for a non-loopback address.  The
+        caller passes ``os.environ.get(TOKEN_ENV)``.
+
+    Returns
+    -------
+    HttpHandle
+        ``.url``, ``.port``, ``.stop()``; also a context manager.
+
+    Raises
+    ------
+    ConfigurationError
+        A malformed address, a non-loopback address without a token, a missing state
+        directory, or an address that cannot be bound.
+    """
+    host, port = parse_address(address)
+    check_binding(host, token)
+    if not Path(state_dir).is_dir():
+        raise ConfigurationError(f"{state_dir}: no such state directory to serve")
+    # "localhost" may resolve to both ::1 and 127.0.0.1, and port 0 would then give each its
+    # own port; one address keeps .port and .url exact.
+    bind = "127.0.0.1" if host.lower() == "localhost" else host
+    return HttpHandle(build_app(Path(state_dir), token or None), bind, port).start()
