@@ -108,13 +108,19 @@ class AlpacaStore:
         The endpoints are the local replay server: drive it with ``/sim/advance``.
     max_advances : int or None
         Stop the replay after this many new bars (None: at the end of the data).
+    decision_delay_minutes : int
+        Real sessions: minutes after each close at which every feed expects its daily bar
+        (:mod:`live.schedule`).
     """
 
     def __init__(self, key_id: str, secret: str, endpoints: AlpacaEndpoints,
-                 replay: bool = False, max_advances: int | None = None) -> None:
+                 replay: bool = False, max_advances: int | None = None,
+                 decision_delay_minutes: int = 10) -> None:
         self.endpoints = endpoints
         self.replay = replay
         self.max_advances = max_advances
+        self.decision_delay = decision_delay_minutes
+        self._clock: Any = None
         self.advances = 0
         self._key_id, self._secret = key_id, secret
         self.trading = TradingClient(key_id, secret, paper=endpoints.paper,
@@ -184,11 +190,18 @@ class AlpacaStore:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        if not self.replay:
+            from live.schedule import DecisionClock
+
+            self._clock = DecisionClock(self, self.decision_delay)
+            self._clock.start()
         logger.info("alpaca store: one data stream for {}, one trading stream",
                     ", ".join(self.feeds))
 
     def stop(self) -> None:
         """Close both streams and join their threads."""
+        if self._clock is not None:
+            self._clock.stop()
         for stream in self._streams:
             try:
                 stream.stop()

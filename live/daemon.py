@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from live.alpaca_store import AlpacaStore
 from live.journal import JOURNAL_FILE, Journal
 from live.paper_config import PaperConfig
 from live.recorder import JournalRecorder, write_status
+from live.retrain import Retrainer
 from live.session_files import LatencyRecorder, export_session
 from models.artifacts import MANIFEST, load_bundle, sha256_file
 from models.errors import BundleError, ConfigurationError
@@ -172,6 +174,43 @@ class Daemon:
         self.resume_after = pd.Timestamp(last) if last else None
         self.trade_start = pd.Timestamp(self.session["trade_start"])
         self.state = "starting"
+        self.retrainer = (Retrainer(folder, cfg.retrain, cfg.horizon,
+                                    cfg.retrain.symbol or self.session["symbols"][0])
+                          if cfg.retrain.every_days else None)
+
+    # -------------------------------------------------------------- retraining
+    def after_bar(self, day: pd.Timestamp) -> None:
+        """Start a due retrain; swap a finished one in for the next decision.
+
+        Against a replay server the daemon waits for a running retrain, so a replay gives the
+        same decisions however fast training is (the simulated market does not move on).
+        """
+        retrainer = self.retrainer
+        if retrainer is None:
+            return
+        if retrainer.due(day):
+            retrainer.start(day, self.journal.path)
+        protect = {Path(row["path"]) for row in self.journal.bundles()}
+        path = retrainer.poll(protect)
+        while path is None and retrainer.running and self.store.replay:
+            time.sleep(0.05)
+            path = retrainer.poll(protect)
+        if path is not None:
+            self.install(path, day + pd.Timedelta(days=1))
+
+    def install(self, path: Path, predict_start: pd.Timestamp) -> None:
+        """Trade bundle ``path`` from ``predict_start`` on (journaled first)."""
+        model, manifest = load_bundle(path, feature_names=FEATURE_NAMES,
+                                      horizon=self.cfg.horizon)
+        if pd.Timestamp(manifest["training_window"]["end"]) >= predict_start:
+            logger.error("retrained bundle {} overlaps {}: not installed", path,
+                         predict_start.date())
+            return
+        bundle_id = self.journal.add_bundle(str(path), sha256_file(path / MANIFEST),
+                                            predict_start.date().isoformat(), now_iso())
+        self.signal.add(fixed_vintage(model, manifest, str(path), horizon=self.cfg.horizon,
+                                      predict_start=predict_start, predict_end=FAR_FUTURE))
+        logger.info("bundle {} ({}) decides from {} on", bundle_id, path, predict_start.date())
 
     def bundle_of(self, day: pd.Timestamp) -> tuple[int, str]:
         rows = [r for r in self.journal.bundles() if pd.Timestamp(r["predict_start"]) <= day]
@@ -206,7 +245,7 @@ class Daemon:
         cerebro.addanalyzer(JournalRecorder, _name="journal", journal=self.journal,
                             state_dir=self.folder, live_from=live_from,
                             resume_after=self.resume_after, status=self.status_fields,
-                            bundle_of=self.bundle_of)
+                            bundle_of=self.bundle_of, on_bar=self.after_bar)
         return cerebro
 
     def run(self) -> Path:
@@ -230,6 +269,8 @@ class Daemon:
         return self.folder
 
     def _close(self, cerebro: bt.Cerebro, strat: Any) -> None:
+        if self.retrainer is not None:
+            self.retrainer.stop()
         if strat is None:
             running = getattr(cerebro, "runningstrats", None)
             strat = running[0] if running else None

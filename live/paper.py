@@ -153,5 +153,6 @@ def _run(cfg: PaperConfig, keys: tuple[str, str], sim: bool, max_bars: int | Non
         stack.enter_context(log_file(folder))
         if http is not None:
             stack.enter_context(start_http(http, folder, os.environ.get(TOKEN_ENV)))
-        store = AlpacaStore(*keys, cfg.alpaca, replay=sim, max_advances=max_bars)
+        store = AlpacaStore(*keys, cfg.alpaca, replay=sim, max_advances=max_bars,
+                            decision_delay_minutes=cfg.decision_delay_minutes)
         return Daemon(cfg, store, folder, resuming, sha).run()

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from live.retrain import RetrainConfig
 from models.errors import ConfigurationError
 from sizing.config import SizingConfig
 
@@ -70,6 +71,10 @@ class PaperConfig(BaseModel):
                              "alpaca.paper: false (real money)")
     state_dir: str = Field("paper_state", description="where the session records bars, "
                            "decisions and orders (a new or empty directory)")
+    decision_delay_minutes: int = Field(10, ge=0, le=240, description="decision time: minutes "
+                                        "after each session's close (Alpaca clock) to wait "
+                                        "for the daily bar before backfilling it")
+    retrain: RetrainConfig = RetrainConfig()
     alpaca: AlpacaEndpoints = AlpacaEndpoints()
     sizing: SizingConfig = SizingConfig(max_long=0.95, max_short=0.0, base_long_bias=0.8,
                                         margin_rate=0.0, short_borrow_rate=0.0)

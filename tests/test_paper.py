@@ -13,9 +13,11 @@ from backtests.config import load_config
 from backtests.datasets import load_dataset
 from backtests.train import train_bundle
 from live import sim_server
+from live.journal import JOURNAL_FILE, Journal
 from live.paper import run_paper
 from live.paper_config import PaperConfig
 from live.parity import run_parity
+from live.retrain import RetrainConfig
 from live.session_files import load_session
 from live.sim_faults import SimFaults
 from tests.synthetic import ar1_returns, write_csv
@@ -195,3 +197,32 @@ def test_no_rest_call_per_bar_except_order_submission(data, bundle, tmp_path, mo
                                              "/v2/positions", "/v2/stocks/bars"]
     assert len(others) <= 10, others
     assert sum(1 for c in calls if c[1] == "/sim/advance") == 40
+
+
+def test_scheduled_retraining_swaps_a_gated_bundle_in_and_parity_follows(data, bundle,
+                                                                        tmp_path):
+    train = tmp_path / "train.yaml"
+    train.write_text("min_train: 400\nretrain_every: 100\n")
+    cfg = paper_config(bundle).model_copy(update={
+        "history_days": 1000,
+        "retrain": RetrainConfig(every_days=30, min_bars=300, config=str(train))})
+    folder = run_paper(cfg, replay=[str(data["AAA"])],
+                       replay_from=pd.Timestamp(REPLAY_FROM).date(), max_bars=60,
+                       state=tmp_path / "state")
+    journal = Journal(folder / JOURNAL_FILE, readonly=True)
+    try:
+        bundles = journal.bundles()
+        decisions = pd.read_sql_query("SELECT date, bundle FROM decisions", journal.db)
+    finally:
+        journal.close()
+    assert len(bundles) >= 2, "a retrain every 30 days, each swapped in for the next decision"
+    starts = [b["predict_start"] for b in bundles]
+    assert starts == sorted(starts)
+    for b in bundles[1:]:
+        assert Path(b["path"]).parent == folder.resolve() / "bundles"
+    owner = [max(b["id"] for b in bundles if b["predict_start"] <= day)
+             for day in decisions["date"]]
+    assert decisions["bundle"].tolist() == owner
+    assert (decisions["date"] >= starts[1]).sum() > 10
+    report = run_parity(folder)
+    assert report.identical, report.differences
