@@ -74,7 +74,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     help="fault: seconds before answering websocket auth")
     sp.add_argument("--error-rate", type=float, default=0.0, metavar="R",
                     help="fault: fraction of REST requests answered with --error-status")
-    sp.add_argument("--error-status", type=int, default=429, help="fault: 429, 500 or 503")
+    sp.add_argument("--error-status", type=_statuses, default=(429,),
+                    help="fault: 429, 500 or 503, or a comma list drawn per failure")
     sp.add_argument("--reject-every", type=int, metavar="N",
                     help="fault: reject every N-th submitted order")
     return sp
@@ -88,6 +89,14 @@ def _check_costs(args: argparse.Namespace) -> None:
             raise ConfigurationError(f"{flag} must be a number >= 0, got {value}")
     if not 0 <= args.port <= 65535:
         raise ConfigurationError(f"--port must be in 0..65535, got {args.port}")
+
+
+def _statuses(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a status or a comma list of "
+                                         "statuses") from None
 
 
 def _faults(args: argparse.Namespace) -> SimFaults:

@@ -47,8 +47,9 @@ class SimFaults:
     error_rate : float
         Fraction in [0, 1] of trading and data REST requests answered with ``error_status``
         without being processed (``/sim/*`` and websockets are exempt).
-    error_status : int
-        429, 500 or 503.  A 429 carries ``Retry-After: 0``.
+    error_status : int or tuple of int
+        429, 500 or 503, or several of them: each failed request then draws one.  A 429
+        carries ``Retry-After: 0``.
     reject_every : int or None
         The N-th, 2N-th ... submitted order is rejected when it would fill.
     seed : int
@@ -64,7 +65,7 @@ class SimFaults:
     drop_stream_every: int | None = None
     auth_delay: float = 0.0
     error_rate: float = 0.0
-    error_status: int = 429
+    error_status: int | tuple[int, ...] = 429
     reject_every: int | None = None
     seed: int = 0
 
@@ -82,8 +83,9 @@ class SimFaults:
             raise ValueError(f"auth_delay must be seconds >= 0, got {self.auth_delay!r}")
         if not (isinstance(self.error_rate, int | float) and 0.0 <= self.error_rate <= 1.0):
             raise ValueError(f"error_rate must be a fraction in [0, 1], got {self.error_rate!r}")
-        if self.error_status not in ERROR_BODIES:
-            raise ValueError(f"error_status must be one of {sorted(ERROR_BODIES)}, "
+        statuses = self.statuses()
+        if not statuses or any(s not in ERROR_BODIES for s in statuses):
+            raise ValueError(f"error_status must be one or more of {sorted(ERROR_BODIES)}, "
                              f"got {self.error_status!r}")
         if self.reject_every is not None and not (
                 _is_count(self.reject_every) and self.reject_every >= 1):
@@ -91,6 +93,12 @@ class SimFaults:
                              f"got {self.reject_every!r}")
         if not _is_count(self.seed):
             raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+
+
+    def statuses(self) -> tuple[int, ...]:
+        """The injected HTTP statuses, as a tuple."""
+        status = self.error_status
+        return tuple(status) if isinstance(status, tuple | list) else (status,)
 
 
 class FaultInjector:
@@ -118,7 +126,8 @@ class FaultInjector:
     def error(self) -> web.Response:
         """The injected error response."""
         self.errors_injected += 1
-        status = self.faults.error_status
+        statuses = self.faults.statuses()
+        status = statuses[0] if len(statuses) == 1 else self._rng.choice(statuses)
         code, message = ERROR_BODIES[status]
         headers = {"Retry-After": "0"} if status == 429 else None
         return error_response(status, code, f"{message} (sim fault)", headers=headers)
@@ -138,9 +147,10 @@ def make_fault_middleware(injector: FaultInjector, exempt: Callable[[str], bool]
     @web.middleware
     async def faults(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not exempt(request.path) and injector.should_fail():
+            response = injector.error()
             logger.debug("sim fault: {} {} -> {}", request.method, request.path,
-                         injector.faults.error_status)
-            return injector.error()
+                         response.status)
+            return response
         return await handler(request)
 
     return faults

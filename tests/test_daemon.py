@@ -241,7 +241,7 @@ def test_a_stream_dropped_every_50_bars_misses_and_doubles_nothing(setup, baseli
 
 def test_rest_failing_on_20_percent_of_calls_changes_nothing(setup, baseline, server_factory,
                                                              tmp_path):
-    server = server_factory("--error-rate", "0.2", "--error-status", "500")
+    server = server_factory("--error-rate", "0.2", "--error-status", "429,500")
     run_daemon(write_config(setup, server, tmp_path / "paper.yaml"), tmp_path / "state")
     assert_same_run(outcome(tmp_path / "state"), baseline, server)
 
