@@ -56,10 +56,29 @@ def _build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--retrain-every", type=int, help="bars between vintages")
     bt.add_argument("--models", type=_models, help="comma-separated learners, e.g. xgb,lgbm")
     bt.add_argument("--bundle", help="backtest a trained bundle, out of sample only")
-    bt.add_argument("--sim", help="simulation engine (backtrader)")
+    bt.add_argument("--sim", help="simulation engine: backtrader (the reference) or fast "
+                    "(the numba path, exact to backtrader)")
     bt.add_argument("--out", help="parent folder of the results directory")
     bt.add_argument("--seed", type=int, help="seed of every learner")
     bt.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    rb = sub.add_parser("robustness", help="datasets x windows x costs (x sizing) grid, in "
+                        "parallel, with DSR and PBO")
+    rb.add_argument("--config", help="YAML config (see configs/robustness.yaml)")
+    rb.add_argument("--data", help="comma-separated datasets: embedded names or CSV/Parquet "
+                    "paths, e.g. AAPL,MSFT")
+    rb.add_argument("--windows", help="comma-separated evaluation years START:END, e.g. "
+                    "2007:2009,2010:2012")
+    rb.add_argument("--costs", help="comma-separated costs per side, fractions of notional "
+                    "(commission and slippage together), e.g. 0,0.0005,0.001")
+    rb.add_argument("--sizing-grid", help="sizing overrides, every combination a "
+                    "configuration, e.g. 'max_long=1.3,1.8;rebalance_band=0.02,0.05'")
+    rb.add_argument("--workers", type=_positive, help="parallel workers (default: CPU count)")
+    rb.add_argument("--engine", choices=("local", "ray"), help="executor (default: local)")
+    rb.add_argument("--sim", choices=("fast", "backtrader"), help="cell simulator "
+                    "(default: fast)")
+    rb.add_argument("--out", help="parent folder of the results directory")
+    rb.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     tr = sub.add_parser("train", help="validate, gate, then fit a production bundle")
     tr.add_argument("--data", required=True, help="embedded name or CSV/Parquet path")
@@ -168,6 +187,16 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    from backtests.robustness import load_robustness_config, run_robustness
+
+    overrides = {k: getattr(args, k) for k in (
+        "data", "windows", "costs", "sizing_grid", "workers", "engine", "sim", "out")}
+    cfg = load_robustness_config(args.config, overrides)
+    print(run_robustness(cfg, progress=not args.no_progress))
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from backtests.config import load_config
     from backtests.train import train_bundle
@@ -188,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.add(sys.stderr, level=args.log_level.upper(),
                format="<green>{time:HH:mm:ss}</green> {level: <7} {message}")
     handlers = {"datasets": _cmd_datasets, "backtest": _cmd_backtest, "train": _cmd_train,
+                "robustness": _cmd_robustness,
                 "paper": _cmd_paper, "parity": _cmd_parity, "sim-server": sim_command.run}
     try:
         return handlers[args.command](args)

@@ -61,7 +61,9 @@ class BacktestConfig(BaseModel):
     slippage: float = Field(0.0005, ge=0, lt=0.1, description="fraction of price per fill")
     initial_cash: float = Field(100_000.0, gt=0, description="starting equity")
     seed: int = Field(42, ge=0, description="seed of every learner")
-    sim: Literal["backtrader"] = Field("backtrader", description="simulation engine")
+    sim: Literal["backtrader", "fast"] = Field(
+        "backtrader", description="simulation engine: backtrader (the reference) or fast (its "
+        "numba replay for one symbol, backtests.fastpath)")
     bundle: str | None = Field(None, description="backtest this fixed bundle (out of sample "
                                                   "only) instead of walk-forward vintages")
     out: str = Field("results", description="parent folder of the results directory")

@@ -30,8 +30,9 @@ def configure_broker(cerebro: bt.Cerebro, cash: float, commission: float, slippa
 
     ``slip_out=True`` keeps the slipped price even beyond the bar's range, so the cost is
     always ``slippage * notional`` and never silently capped at the high or low.  The
-    commission info's ``leverage`` is at least ``max_long`` so that explicit share counts up
-    to the largest allowed gross exposure are never rejected for margin.
+    commission info's ``leverage`` is at least ``2 * max_long`` so that share counts up to the
+    largest allowed gross exposure pass the margin check in ordinary conditions (see
+    docs/sizing.md for when backtrader still rejects one).
     """
     sizing = sizing or SizingConfig()
     cerebro.broker = FinancedBroker(margin_rate=sizing.margin_rate,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from loguru import logger
 from backtests.config import BacktestConfig
 from backtests.datasets import load_dataset
 from backtests.engine import run_strategy
+from backtests.fastpath import fast_inputs, run_fast
 from backtests.report import write_report
 from backtests.results import (
     SUMMARY_KEYS,
@@ -203,6 +205,19 @@ def bundle_vintage(ohlcv: pd.DataFrame, cfg: BacktestConfig) -> tuple[Vintage, P
     return vintage, Period(start, end)
 
 
+def simulate_run(cfg: BacktestConfig, ohlcv: pd.DataFrame, signal: VintageSignal, symbol: str,
+                 trade_start: date) -> dict:
+    """Trade one symbol on the engine ``cfg.sim`` names; both return the same analysis."""
+    if cfg.sim == "fast":
+        predictions, volatility, prior = fast_inputs(ohlcv, signal, cfg.sizing.vol_window)
+        return run_fast(ohlcv, predictions, prior, horizon=cfg.horizon, trade_start=trade_start,
+                        sizing=cfg.sizing, cash=cfg.initial_cash, commission=cfg.commission,
+                        slippage=cfg.slippage, volatility=volatility, symbol=symbol)
+    return run_strategy({symbol: ohlcv}, {symbol: signal}, horizon=cfg.horizon,
+                        trade_start=trade_start, sizing=cfg.sizing, cash=cfg.initial_cash,
+                        commission=cfg.commission, slippage=cfg.slippage)
+
+
 def run_backtest(cfg: BacktestConfig, progress: bool = True) -> Path:
     """Run a walk-forward (or fixed-bundle) backtest; returns its results directory."""
     ohlcv = load_dataset(cfg.data)
@@ -218,10 +233,8 @@ def run_backtest(cfg: BacktestConfig, progress: bool = True) -> Path:
                     ohlcv.index[period.start].date(), ohlcv.index[period.end].date(),
                     period.end - period.start + 1, cfg.horizon)
         vintages = [fixed] if fixed else train_vintages(ohlcv, period, cfg, progress=progress)
-        analysis = run_strategy(
-            {symbol: ohlcv}, {symbol: VintageSignal(vintages)}, horizon=cfg.horizon,
-            trade_start=ohlcv.index[period.start].date(), sizing=cfg.sizing,
-            cash=cfg.initial_cash, commission=cfg.commission, slippage=cfg.slippage)
+        analysis = simulate_run(cfg, ohlcv, VintageSignal(vintages), symbol,
+                                trade_start=ohlcv.index[period.start].date())
         summary = _write_outputs(pending.scratch, cfg, ohlcv, period, vintages, analysis)
     logger.info("return {:+.2%} vs buy-and-hold {:+.2%}; direction accuracy {:.3f}, IC {:.3f}; "
                 "leakage audit {}", summary["strategy_return"], summary["buy_hold_return"],
