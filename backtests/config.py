@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from models.errors import ConfigurationError
-from models.gbm import LEARNERS
+from models.gbm import DEEP_LEARNERS, LEARNERS, check_learner_name
 from sizing.config import SizingConfig
 
 
@@ -75,11 +75,17 @@ class BacktestConfig(BaseModel):
     @field_validator("models")
     @classmethod
     def _known_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [m for m in value if m not in LEARNERS]
+        unknown = [m for m in value if m not in LEARNERS and m not in DEEP_LEARNERS]
         if unknown:
-            raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(LEARNERS)}")
+            raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(LEARNERS)} or "
+                             f"{list(DEEP_LEARNERS)} (with ensemble-bt[deep])")
         if len(set(value)) != len(value):
             raise ValueError("a model is listed twice")
+        for m in value:
+            try:
+                check_learner_name(m)  # lstm/xlstm without TensorFlow: install the extra
+            except ConfigurationError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     def config_hash(self) -> str:

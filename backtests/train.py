@@ -122,4 +122,6 @@ def train_bundle(cfg: BacktestConfig, out: Path, skip_gate: bool = False,
         gate={"passed": not reasons, "skipped": bool(skip_gate and reasons),
               "reasons": reasons},
         devices=model.devices, stack=cfg.stack.model_dump(), models=list(cfg.models),
+        deep_learners={lr.name: lr.manifest_fields() for lr in model.learners_
+                       if hasattr(lr, "manifest_fields")},
         config_hash=cfg.config_hash())

@@ -38,6 +38,7 @@ from live.session_files import LatencyRecorder, export_session
 from models.artifacts import MANIFEST, load_bundle, sha256_file
 from models.errors import BundleError, ConfigurationError
 from models.features import FEATURE_NAMES
+from models.gbm import DEEP_LEARNERS
 from models.signal import VintageSignal
 from models.vintages import fixed_vintage
 from sizing.sizers import KellySizer
@@ -67,6 +68,20 @@ def open_state(path: Path) -> tuple[Path, bool]:
     return path, False
 
 
+def check_streamable(manifest: dict[str, Any], path: str | Path) -> None:
+    """Refuse a bundle whose learners cannot predict bar by bar like they do in a batch.
+
+    The deep sequence learners (``lstm``, ``xlstm``) read a window of earlier rows that the
+    live predictor does not pass yet, so their streaming predictions would differ from the
+    backtest's: paper trading them would break parity.
+    """
+    deep = sorted(set(manifest.get("models", [])) & set(DEEP_LEARNERS))
+    if deep:
+        raise ConfigurationError(f"{path}: bundles with {', '.join(deep)} cannot paper-trade "
+                                 "yet (their sequence window is not streamed bar by bar); "
+                                 "train the bundle with --models xgb,lgbm")
+
+
 def check_journal_bundles(journal: Journal) -> None:
     """Every bundle the session traded must be there, unchanged."""
     for row in journal.bundles():
@@ -86,6 +101,7 @@ def journal_signal(journal: Journal, horizon: int) -> VintageSignal:
     for row in journal.bundles():
         model, manifest = load_bundle(Path(row["path"]), feature_names=FEATURE_NAMES,
                                       horizon=horizon)
+        check_streamable(manifest, row["path"])
         vintages.append(fixed_vintage(model, manifest, row["path"], horizon=horizon,
                                       predict_start=pd.Timestamp(row["predict_start"]),
                                       predict_end=FAR_FUTURE))
@@ -202,6 +218,11 @@ class Daemon:
         """Trade bundle ``path`` from ``predict_start`` on (journaled first)."""
         model, manifest = load_bundle(path, feature_names=FEATURE_NAMES,
                                       horizon=self.cfg.horizon)
+        try:
+            check_streamable(manifest, path)
+        except ConfigurationError as exc:
+            logger.error("retrained bundle not installed: {}", exc)
+            return
         if pd.Timestamp(manifest["training_window"]["end"]) >= predict_start:
             logger.error("retrained bundle {} overlaps {}: not installed", path,
                          predict_start.date())

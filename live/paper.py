@@ -24,6 +24,7 @@ from live.daemon import (
     FAR_FUTURE,
     Daemon,
     check_journal_bundles,
+    check_streamable,
     log_file,
     open_state,
     resumed_session,
@@ -48,6 +49,7 @@ def bundle_signal(bundle: str | Path, horizon: int, trade_start: pd.Timestamp,
         ``trade_start`` is not after the bundle's training window (that would be in-sample).
     """
     model, manifest = load_bundle(Path(bundle), feature_names=FEATURE_NAMES, horizon=horizon)
+    check_streamable(manifest, bundle)
     window = manifest.get("training_window")
     if not isinstance(window, dict) or not {"start", "end", "rows"} <= set(window):
         raise ConfigurationError(f"{bundle}: the manifest has no training window; retrain it "

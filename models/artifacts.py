@@ -25,7 +25,8 @@ from models.stacking import StackedEnsemble
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
-_LIBRARIES = ("ensemble-bt", "xgboost", "lightgbm", "scikit-learn", "numpy")
+_LIBRARIES = ("ensemble-bt", "xgboost", "lightgbm", "scikit-learn", "numpy", "tensorflow",
+              "keras")
 
 
 def sha256_file(path: Path) -> str:

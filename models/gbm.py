@@ -266,13 +266,35 @@ class LGBMLearner(_Learner):
 
 
 LEARNERS: dict[str, type[_Learner]] = {"xgb": XGBLearner, "lgbm": LGBMLearner}
+# Keras sequence learners (models.deep), imported lazily: they need ensemble-bt[deep].
+DEEP_LEARNERS = ("lstm", "xlstm")
+KNOWN_LEARNERS = (*sorted(LEARNERS), *DEEP_LEARNERS)
+
+
+def check_learner_name(name: str) -> None:
+    """Refuse an unknown name, or a deep learner where TensorFlow is not importable."""
+    if name in LEARNERS:
+        return
+    if name not in DEEP_LEARNERS:
+        raise ConfigurationError(
+            f"unknown model {name!r}: choose from {', '.join(sorted(LEARNERS))} (or "
+            f"{', '.join(DEEP_LEARNERS)} with ensemble-bt[deep])")
+    from models.deep import missing_tensorflow_message, tensorflow_available
+
+    if not tensorflow_available():
+        raise ConfigurationError(missing_tensorflow_message(name))
+
+
+def learner_class(name: str) -> type[_Learner]:
+    """The class registered under ``name``; deep learners are imported on demand."""
+    check_learner_name(name)
+    if name in LEARNERS:
+        return LEARNERS[name]
+    from models.deep import DEEP_CLASSES
+
+    return DEEP_CLASSES[name]
 
 
 def make_learner(name: str, **params: Any) -> _Learner:
-    """Build a learner from the registry by name (``xgb`` or ``lgbm``)."""
-    try:
-        cls = LEARNERS[name]
-    except KeyError:
-        raise ConfigurationError(
-            f"unknown model {name!r}: choose from {', '.join(sorted(LEARNERS))}") from None
-    return cls(**params)
+    """Build a learner by name: ``xgb``, ``lgbm``, or ``lstm``/``xlstm`` (ensemble-bt[deep])."""
+    return learner_class(name)(**params)

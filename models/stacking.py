@@ -28,8 +28,8 @@ from loguru import logger
 from sklearn.linear_model import ElasticNet
 
 from models.errors import BundleError, ConfigurationError, NotFittedError
-from models.gbm import LEARNERS, make_learner
-from models.metrics import direction_accuracy, information_coefficient
+from models.gbm import KNOWN_LEARNERS, check_learner_name, learner_class, make_learner
+from models.metrics import direction_accuracy, information_coefficient, variance_collapse
 from models.walkforward import out_of_fold, walk_forward_splits
 
 META_LEARNERS = ("mean", "elasticnet", "xgb")
@@ -68,7 +68,9 @@ class StackedEnsemble:
     Parameters
     ----------
     models : sequence of str
-        Base learners from :data:`models.gbm.LEARNERS`.
+        Base learners: ``xgb``, ``lgbm`` (:data:`models.gbm.LEARNERS`) or ``lstm``, ``xlstm``
+        (:mod:`models.deep`, needs ensemble-bt[deep]).  A learner that monitors itself for
+        collapse (``collapsed_``) and collapsed gets weight 0; see :meth:`describe`.
     meta : {"elasticnet", "xgb", "mean"}
         The meta-learner.
     feature_names : sequence of str
@@ -114,16 +116,51 @@ class StackedEnsemble:
         if self.meta not in META_LEARNERS:
             raise ConfigurationError(
                 f"unknown stack meta-learner {self.meta!r}: choose from {', '.join(META_LEARNERS)}")
-        unknown = [m for m in self.models if m not in LEARNERS]
+        unknown = [m for m in self.models if m not in KNOWN_LEARNERS]
         if not self.models or unknown:
             raise ConfigurationError(f"unknown or missing base learners: {unknown or 'none'}")
+        for m in self.models:
+            check_learner_name(m)  # a deep learner without TensorFlow stops here
+
+    def _screen_collapse(self, P: np.ndarray, y: np.ndarray,
+                         fitted: list[list[Any]]) -> dict[str, str]:
+        """Base learners that collapsed, with the reason; they get weight 0 in the stack.
+
+        Screened are the learners that monitor themselves (``collapsed_``, the deep ones):
+        excluded when most of their fold fits flagged a collapse or their OOF prediction std
+        is below 1% of the target's.  GBMs are not screened: an early-stopped booster on pure
+        noise is nearly constant by design, and that is its honest answer.
+        """
+        excluded = {}
+        for j, m in enumerate(self.models):
+            flags = [getattr(lrs[j], "collapsed_", None) for lrs in fitted]
+            if flags and flags[0] is None:
+                continue
+            oof = variance_collapse(P[:, j], y)
+            if 2 * sum(bool(f) for f in flags) > len(flags):
+                excluded[m] = f"collapsed in {sum(map(bool, flags))} of {len(flags)} folds"
+            elif oof["fired"]:
+                excluded[m] = f"OOF prediction std is {oof['std_ratio']:.4g} of the target's"
+        if excluded and len(excluded) == len(self.models):
+            logger.warning("every base learner collapsed ({}); keeping them all", excluded)
+            return {}
+        for m, why in excluded.items():
+            logger.warning("stack: base learner {} collapsed ({}); it gets weight 0", m, why)
+        return excluded
+
+    def _active(self) -> np.ndarray:
+        excluded = getattr(self, "excluded_", {})
+        return np.array([m not in excluded for m in self.models])
 
     def _meta_inputs(self, P: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Base predictions, plus agreement and regime features for the xgb meta-learner."""
         if self.meta != "xgb":
             return P
-        agree = np.mean(P > 0.0, axis=1, keepdims=True)
-        spread = P.std(axis=1, keepdims=True)
+        active = self._active()
+        if not active.all():  # a collapsed learner's column is a constant: never split on
+            P = np.where(active, P, 0.0)
+        agree = np.mean(P[:, active] > 0.0, axis=1, keepdims=True)
+        spread = P[:, active].std(axis=1, keepdims=True)
         names = self.feature_names
         cols = [X[:, names.index(n)] if n in names else np.full(len(X), np.nan)
                 for n in _REGIME]
@@ -132,20 +169,24 @@ class StackedEnsemble:
         return np.hstack([P, agree, spread, vol_regime, trend])
 
     def _fit_meta(self, Z: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        m = len(self.models)
+        active = self._active()
+        equal = (active / active.sum()).tolist()  # collapsed learners: weight 0
         if self.meta == "mean":
-            return {"weights": [1.0 / m] * m}
+            return {"weights": equal}
         if self.meta == "elasticnet":
-            p_scale = Z.std(axis=0) + 1e-12
+            Za = Z[:, active]
+            p_scale = Za.std(axis=0) + 1e-12
             y_scale = float(y.std()) + 1e-12
             net = ElasticNet(alpha=self.alpha, l1_ratio=0.5, positive=True,
                              fit_intercept=False, max_iter=10_000)
-            net.fit(Z / p_scale, y / y_scale)
+            net.fit(Za / p_scale, y / y_scale)
             if not np.any(net.coef_ > 0.0):
                 # Every learner shrunk away: the stack has no view.  Fall back to equal
                 # weights and say so, rather than predict a constant zero.
-                return {"weights": [1.0 / m] * m, "fallback": "all ElasticNet weights were 0"}
-            return {"weights": (net.coef_ * y_scale / p_scale).tolist()}
+                return {"weights": equal, "fallback": "all ElasticNet weights were 0"}
+            weights = np.zeros(len(self.models))
+            weights[active] = net.coef_ * y_scale / p_scale
+            return {"weights": weights.tolist()}
         booster = xgb.train({"max_depth": 2, "eta": 0.05, "min_child_weight": 20,
                              "subsample": 0.8, "lambda": 5.0, "seed": self.seed, "nthread": 1,
                              "device": self.devices.get("xgb", "cpu"), "verbosity": 0},
@@ -173,7 +214,14 @@ class StackedEnsemble:
         Xs = X[:, self.selected_]
         folds = walk_forward_splits(len(y), n_folds=self.n_folds, scheme=self.scheme,
                                     purge=self.purge, embargo=self.embargo)
-        rows, P = out_of_fold(Xs, y, folds, self._learners)
+        fitted: list[list[Any]] = []
+
+        def learners() -> list[Any]:
+            fitted.append(self._learners())
+            return fitted[-1]
+
+        rows, P = out_of_fold(Xs, y, folds, learners)
+        self.excluded_ = self._screen_collapse(P, y[rows], fitted)
         Z, y_oof = self._meta_inputs(P, X[rows]), y[rows]
         self.oof_rows_ = rows
         self.validation_ = self._validate(Z, y_oof, P)
@@ -218,9 +266,12 @@ class StackedEnsemble:
         return {
             "meta": self.meta, "meta_weights": meta, "validation": self.validation_,
             "meta_fallback": self.meta_.get("fallback"),
+            "excluded": dict(getattr(self, "excluded_", {})),
             "features": [self.feature_names[j] if self.feature_names else int(j)
                          for j in self.selected_] if self.selection_used_ != "all" else "all",
-            "learners": {lr.name: {"best_iteration": lr.best_iteration_}
+            "learners": {lr.name: {"best_iteration": lr.best_iteration_,
+                                   **({"collapsed": lr.collapsed_}
+                                      if hasattr(lr, "collapsed_") else {})}
                          for lr in self.learners_},
         }
 
@@ -242,6 +293,7 @@ class StackedEnsemble:
             "params": self.get_params(),
             "selected": self.selected_.tolist(), "selection_used": self.selection_used_,
             "meta": meta, "validation": self.validation_, "n_features_in": self.n_features_in_,
+            "excluded": self.excluded_,
         }
         path = directory / "stack.json"
         path.write_text(json.dumps(state, indent=1, sort_keys=True))
@@ -261,7 +313,8 @@ class StackedEnsemble:
         except (OSError, ValueError) as exc:
             raise BundleError(f"{directory / 'stack.json'}: missing or unreadable") from exc
         est = cls(**state["params"])
-        est.learners_ = [LEARNERS[m].load(directory) for m in est.models]
+        est.learners_ = [learner_class(m).load(directory) for m in est.models]
+        est.excluded_ = dict(state.get("excluded", {}))
         est.selected_ = np.asarray(state["selected"], dtype=np.int64)
         est.selection_used_ = state["selection_used"]
         est.validation_ = state["validation"]
