@@ -19,10 +19,15 @@ $(VENV)/.dev: $(VENV)/.core
 demo: $(VENV)/.core
 	$(VENV)/bin/ensemble-bt backtest --config configs/backtest.yaml
 
+# Benchmarks also time vectorbt; the tests never import it.
+$(VENV)/.bench: $(VENV)/.dev
+	$(PIP) install -q -e '.[dev,deep,distributed,bench]'
+	touch $@
+
 test: $(VENV)/.dev
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.bench
 	$(PY) -m benchmarks.run
 
 lint: $(VENV)/.dev

@@ -23,8 +23,9 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("benchmarks.bench_strategy", "benchmarks.bench_stacking", "benchmarks.bench_latency")
-PACKAGES = ("backtrader", "numpy", "pandas", "numba")
+MODULES = ("benchmarks.bench_strategy", "benchmarks.bench_stacking", "benchmarks.bench_latency",
+           "benchmarks.bench_robustness")
+PACKAGES = ("backtrader", "numpy", "pandas", "numba", "vectorbt", "ray")
 
 
 def _git(*args: str) -> str:
