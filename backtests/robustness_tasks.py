@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from backtests.config import BacktestConfig
+from backtests.fastpath import run_fast
 from backtests.results import SUMMARY_KEYS, package_version, performance
 from backtests.robustness_cache import Predictions
 from backtests.runner import Period, train_vintages
@@ -123,8 +124,6 @@ def _simulate_backtrader(group: Group, cell: Cell) -> dict:
 
 
 def _simulate_fast(group: Group, cell: Cell) -> dict:
-    from backtests.fastpath import run_fast
-
     return run_fast(group.ohlcv, group.predictions.prediction, group.predictions.prior,
                     horizon=group.horizon, trade_start=group.ohlcv.index[group.start].date(),
                     sizing=cell.sizing, cash=group.cash, commission=cell.cost, slippage=0.0,
@@ -132,18 +131,11 @@ def _simulate_fast(group: Group, cell: Cell) -> dict:
 
 
 def resolve_simulator(sim: str) -> Simulator:
-    """The cell simulator for ``--sim``; ``fast`` needs :mod:`backtests.fastpath`."""
+    """The cell simulator for ``--sim``: the numba fast path or backtrader (the reference)."""
     if sim == "backtrader":
         return _simulate_backtrader
     if sim != "fast":
         raise ConfigurationError(f"--sim {sim}: unknown simulator; choose fast or backtrader")
-    try:
-        import backtests.fastpath  # noqa: F401 -- imported lazily: optional until it lands
-    except ModuleNotFoundError as exc:
-        if exc.name != "backtests.fastpath":
-            raise
-        raise ConfigurationError("--sim fast needs backtests.fastpath, which this installation "
-                                 "lacks; use --sim backtrader") from None
     return _simulate_fast
 
 

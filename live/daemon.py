@@ -18,6 +18,7 @@ exits 0.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -308,8 +309,6 @@ class Daemon:
         logger.info("session {}: {} new bars this run", self.state, len(latency))
 
     def _last_status(self) -> dict[str, Any]:
-        import json
-
         path = self.folder / "status.json"
         try:
             return json.loads(path.read_text()) if path.is_file() else {}
