@@ -55,8 +55,13 @@ class Server:
         return reply.json()
 
     def stop(self) -> None:
+        """SIGINT, as a user would; a server still closing sockets after 60 s is killed."""
         self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=20)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
 
 @dataclass
