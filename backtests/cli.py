@@ -163,6 +163,15 @@ def _cmd_parity(args: argparse.Namespace) -> int:
     return 0 if report.identical else 1
 
 
+def _say(line: str) -> None:
+    """The CLI's stdout: one line, flushed at once (a parent process may be reading it)."""
+    print(line, flush=True)
+
+
+def _cmd_sim_server(args: argparse.Namespace) -> int:
+    return sim_command.run(args, out=_say)
+
+
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from backtests.datasets import list_datasets
 
@@ -218,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                format="<green>{time:HH:mm:ss}</green> {level: <7} {message}")
     handlers = {"datasets": _cmd_datasets, "backtest": _cmd_backtest, "train": _cmd_train,
                 "robustness": _cmd_robustness,
-                "paper": _cmd_paper, "parity": _cmd_parity, "sim-server": sim_command.run}
+                "paper": _cmd_paper, "parity": _cmd_parity, "sim-server": _cmd_sim_server}
     try:
         return handlers[args.command](args)
     except StopError as exc:

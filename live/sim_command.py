@@ -333,16 +333,18 @@ class _StopSignal:
             pass
 
 
-def _announce(server: Any, defaults: bool) -> None:
-    print(f"{server.url} trading-stream={server.ws_url}/stream "
-          f"data-stream={server.ws_url}/v2/iex", flush=True)
+def _announce(server: Any, defaults: bool, out: Callable[[str], None]) -> None:
+    out(f"{server.url} trading-stream={server.ws_url}/stream "
+        f"data-stream={server.ws_url}/v2/iex")
     if defaults:
         sys.stderr.write("ensemble-bt: sim-server: APCA_API_KEY_ID/APCA_API_SECRET_KEY not "
                          f"set; accepting key {DEFAULT_KEY_ID!r}, secret {DEFAULT_SECRET!r}\n")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     """Run ``ensemble-bt sim-server`` until SIGINT/SIGTERM; returns the exit code (0).
+
+    ``out`` is the CLI's stdout writer: it gets the one line with the server's URLs.
 
     Raises
     ------
@@ -357,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
     with _StopSignal() as stop:
         server = _serve(app, args.host, args.port)
         try:
-            _announce(server, defaults)
+            _announce(server, defaults, out)
             stop.wait()
         finally:
             server.stop()
