@@ -13,8 +13,8 @@ token; any other address needs a bearer token, from the environment variable
 :data:`TOKEN_ENV`.  When a token is set, every request must carry
 ``Authorization: Bearer <token>`` or gets 401.  The token is never logged.
 
-The app is served on its own event loop in a daemon thread, as
-:class:`live.sim_server.RunningServer` serves the replay server, so the daemon's backtrader
+The app is served on its own event loop in a daemon thread (:class:`HttpHandle`, a
+:class:`live.sim_server.RunningServer` like the replay server's), so the daemon's backtrader
 loop never waits on a client.
 
 Examples
@@ -31,15 +31,15 @@ import hmac
 import ipaddress
 import re
 import sqlite3
-import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 from loguru import logger
 
 from live.journal import JOURNAL_FILE, Journal
+from live.sim_server import RunningServer
 from live.status import read_status, scrub
 from models.errors import ConfigurationError, StopError
 
@@ -231,11 +231,13 @@ def build_app(state_dir: Path, token: str | None = None) -> web.Application:
 
 
 # -------------------------------------------------------------------------- server
-class HttpHandle:
+class HttpHandle(RunningServer):
     """The endpoint served on its own event loop in a daemon thread.
 
-    Use :func:`start_http` to start one; :meth:`stop` (or leaving the ``with`` block) shuts it
-    down.
+    A :class:`live.sim_server.RunningServer` that names itself ``read-only status endpoint``,
+    gives open connections 2 s to finish on :meth:`stop`, and reports an address it cannot
+    bind as a :class:`~models.errors.ConfigurationError`.  Use :func:`start_http` to start
+    one; :meth:`stop` (or leaving the ``with`` block) shuts it down.
 
     Attributes
     ----------
@@ -248,68 +250,28 @@ class HttpHandle:
     """
 
     def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="status-http", daemon=True)
+        super().__init__(app, host, port, name="read-only status endpoint",
+                         shutdown_timeout=2.0)
 
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    def _run(self) -> None:
-        loop = self._loop
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._runner.setup())
-            loop.run_until_complete(web.TCPSite(self._runner, self.host, self.port).start())
-            self.port = int(self._runner.addresses[0][1])
-        except BaseException as exc:  # reported to the starting thread
-            self._error = exc
-        self._ready.set()
-        try:
-            if self._error is None:
-                loop.run_forever()
-        finally:
-            loop.run_until_complete(self._runner.cleanup())
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-
-    def start(self, timeout: float = 10.0) -> HttpHandle:
+    def start(self, timeout: float = 10.0) -> Self:
         """Start the thread and return once the socket is bound.
 
         Raises
         ------
         ConfigurationError
             The address cannot be bound (in use, not an address of this machine...).
+        TimeoutError
+            The socket was not bound within ``timeout`` seconds.
+        RuntimeError
+            The endpoint failed to start for another reason (the cause is its ``__cause__``).
         """
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError("the status endpoint did not start in time")
-        if isinstance(self._error, OSError):
-            reason = self._error.strerror or str(self._error)
+        try:
+            return super().start(timeout)
+        except RuntimeError as exc:
+            if not isinstance(exc.__cause__, OSError):
+                raise
+            reason = exc.__cause__.strerror or str(exc.__cause__)
             raise ConfigurationError(f"cannot serve HTTP on {self.url}: {reason}") from None
-        if self._error is not None:
-            raise RuntimeError("the status endpoint failed to start") from self._error
-        logger.info("read-only status endpoint on {}", self.url)
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the loop, close the socket and join the thread."""
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout)
-            logger.info("status endpoint on {} stopped", self.url)
-
-    def __enter__(self) -> HttpHandle:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def start_http(address: str, state_dir: Path, token: str | None = None) -> HttpHandle:

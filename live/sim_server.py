@@ -26,7 +26,7 @@ import binascii
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import date
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -414,7 +414,23 @@ class RunningServer:
     """An app served on its own event loop in a daemon thread.
 
     Use :func:`serve` to start one; call :meth:`stop` (or use it as a context manager) to
-    shut it down.
+    shut it down.  :class:`live.http_api.HttpHandle` serves the read-only status endpoint the
+    same way.
+
+    Parameters
+    ----------
+    app : aiohttp.web.Application
+        The app to serve.
+    host : str
+        Interface to bind.
+    port : int
+        Port to bind; 0 picks a free one.
+    name : str
+        What log lines and errors call the server; its thread is named after it (spaces as
+        dashes).
+    shutdown_timeout : float
+        Seconds :meth:`stop` gives open connections to finish (aiohttp's
+        ``AppRunner(shutdown_timeout=...)``).
 
     Attributes
     ----------
@@ -423,60 +439,76 @@ class RunningServer:
     port : int
         Bound port (the ephemeral one when asked for port 0).
     url : str
-        ``http://host:port``, the value for the REST clients' ``url_override``.
+        ``http://host:port`` (IPv6 hosts in brackets), the value for the REST clients'
+        ``url_override``.
     ws_url : str
         ``ws://host:port``; the streams are at ``ws_url + "/stream"`` and
         ``ws_url + "/v2/iex"`` (or ``/v2/sip``, ``/v2/test``).
     """
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(self, app: web.Application, host: str, port: int, *, name: str = "sim server",
+                 shutdown_timeout: float = 5.0) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self._name = name
         self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="sim-server", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name.replace(" ", "-"),
+                                        daemon=True)
+
+    @property
+    def _netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @property
     def url(self) -> str:
         """Base URL for alpaca-py's ``url_override``."""
-        return f"http://{self.host}:{self.port}"
+        return f"http://{self._netloc}"
 
     @property
     def ws_url(self) -> str:
         """Base URL of the websockets (append ``/stream`` or ``/v2/iex``)."""
-        return f"ws://{self.host}:{self.port}"
+        return f"ws://{self._netloc}"
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
+        loop = self._loop
+        asyncio.set_event_loop(loop)
         try:
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, self.host, self.port)
-            self._loop.run_until_complete(site.start())
+            loop.run_until_complete(self._runner.setup())
+            loop.run_until_complete(web.TCPSite(self._runner, self.host, self.port).start())
             self.port = int(self._runner.addresses[0][1])
         except BaseException as exc:  # reported to the starting thread
             self._error = exc
-            self._loop.run_until_complete(self._runner.cleanup())
-            self._loop.close()
-            self._ready.set()
-            return
         self._ready.set()
         try:
-            self._loop.run_forever()
+            if self._error is None:
+                loop.run_forever()
         finally:
-            self._loop.run_until_complete(self._runner.cleanup())
-            self._loop.close()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
 
-    def start(self, timeout: float = 10.0) -> RunningServer:
-        """Start the thread and wait until the socket is bound."""
+    def start(self, timeout: float = 10.0) -> Self:
+        """Start the thread and wait until the socket is bound.
+
+        Raises
+        ------
+        TimeoutError
+            The socket was not bound within ``timeout`` seconds.
+        RuntimeError
+            The server failed to start; the cause (e.g. an ``OSError`` for an address in use)
+            is its ``__cause__``.
+        """
         self._thread.start()
         if not self._ready.wait(timeout):
-            raise TimeoutError("sim server did not start in time")
+            raise TimeoutError(f"{self._name} did not start in time")
         if self._error is not None:
-            raise RuntimeError("sim server failed to start") from self._error
-        logger.info("sim server listening on {}", self.url)
+            raise RuntimeError(f"{self._name} failed to start") from self._error
+        logger.info("{} listening on {}", self._name, self.url)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -484,9 +516,9 @@ class RunningServer:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)
-            logger.info("sim server on {} stopped", self.url)
+            logger.info("{} on {} stopped", self._name, self.url)
 
-    def __enter__(self) -> RunningServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
