@@ -43,6 +43,29 @@ class StackConfig(BaseModel):
     alpha: float = Field(0.01, gt=0, le=10, description="ElasticNet penalty (standardised)")
 
 
+class DeepConfig(BaseModel):
+    """Hyperparameters of the sequence learners ``lstm`` and ``xlstm`` (``models.deep``).
+
+    The defaults are small on purpose: a CPU fit takes a few seconds, most of it TensorFlow
+    tracing the training step, so a walk-forward with a deep learner stays affordable.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq_len: int = Field(16, ge=2, le=256, description="rows in each causal window")
+    units: int = Field(16, ge=2, le=512, description="width of recurrent/attention layers")
+    n_blocks: int = Field(1, ge=1, le=8, description="Transformer (lstm) or sLSTM blocks")
+    n_heads: int = Field(2, ge=1, le=16, description="attention heads (lstm only)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout inside the blocks")
+    l2: float = Field(0.0, ge=0, description="L2 penalty on the output layer")
+    loss: Literal["mse", "directional_huber"] = Field(
+        "mse", description="training loss (mse: see models/deep.py for why)")
+    learning_rate: float = Field(2e-3, gt=0, le=1, description="Adam learning rate")
+    epochs: int = Field(12, ge=1, le=1000, description="epoch cap")
+    batch_size: int = Field(256, ge=1, le=65536, description="minibatch size")
+    patience: int = Field(3, ge=0, le=100, description="early-stopping patience in epochs")
+
+
 class BacktestConfig(BaseModel):
     """Everything a walk-forward backtest of one symbol needs."""
 
@@ -70,6 +93,7 @@ class BacktestConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="learner device; auto "
                                                   "uses a GPU where a probe finds one")
     stack: StackConfig = StackConfig()
+    deep: DeepConfig = DeepConfig()
     sizing: SizingConfig = SizingConfig()
 
     @field_validator("models")

@@ -38,10 +38,11 @@ DEFAULT_WINDOWS = ("2007:2009", "2010:2012")
 DEFAULT_COSTS = (0.0, 0.0005, 0.001, 0.0025)  # 0, 5, 10 and 25 bps per side
 DEFAULT_CACHE_DIR = ".cache/ensemble-bt/predictions"
 # Keys a robustness config shares with `ensemble-bt backtest` (validated by BacktestConfig).
-MODEL_KEYS = ("horizon", "retrain_every", "min_train", "embargo", "models", "stack", "seed",
-              "initial_cash", "device", "sizing")
+MODEL_KEYS = ("horizon", "retrain_every", "min_train", "embargo", "models", "stack", "deep",
+              "seed", "initial_cash", "device", "sizing")
 # The subset that changes walk-forward predictions: the prediction cache is keyed on it.
-PREDICTION_KEYS = ("models", "stack", "horizon", "retrain_every", "min_train", "embargo", "seed")
+PREDICTION_KEYS = ("models", "stack", "deep", "horizon", "retrain_every", "min_train", "embargo",
+                   "seed")
 _HINTS = {
     "commission": "costs (a fraction of notional per side, commission and slippage together)",
     "slippage": "costs (a fraction of notional per side, commission and slippage together)",

@@ -102,7 +102,8 @@ def stack_factory(cfg: BacktestConfig) -> Callable[[], StackedEnsemble]:
         return StackedEnsemble(
             models=cfg.models, meta=s.meta, feature_names=FEATURE_NAMES, n_folds=s.n_folds,
             scheme=s.scheme, purge=cfg.horizon, embargo=cfg.embargo, top_k=s.top_k,
-            selection=s.selection, alpha=s.alpha, seed=cfg.seed, devices=devices)
+            selection=s.selection, alpha=s.alpha, seed=cfg.seed, devices=devices,
+            deep_params=cfg.deep.model_dump())
     return make
 
 

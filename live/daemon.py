@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import signal
 import time
 from collections.abc import Iterator
@@ -39,8 +40,7 @@ from live.session_files import LatencyRecorder, export_session
 from models.artifacts import MANIFEST, load_bundle, sha256_file
 from models.errors import BundleError, ConfigurationError
 from models.features import FEATURE_NAMES
-from models.gbm import DEEP_LEARNERS
-from models.signal import VintageSignal
+from models.signal import VintageSignal, bars_needed
 from models.vintages import fixed_vintage
 from sizing.sizers import KellySizer
 from strategies.analyzers import RunRecorder
@@ -69,18 +69,20 @@ def open_state(path: Path) -> tuple[Path, bool]:
     return path, False
 
 
-def check_streamable(manifest: dict[str, Any], path: str | Path) -> None:
-    """Refuse a bundle whose learners cannot predict bar by bar like they do in a batch.
+def check_history(model: object, history_days: int, source: str | Path) -> None:
+    """Refuse a bundle whose first decision would lack history.
 
-    The deep sequence learners (``lstm``, ``xlstm``) read a window of earlier rows that the
-    live predictor does not pass yet, so their streaming predictions would differ from the
-    backtest's: paper trading them would break parity.
+    Its prediction of a bar reads :func:`models.signal.bars_needed` bars (the features'
+    look-back, plus a sequence learner's earlier rows); they must fit in the ``history_days``
+    calendar days the feeds backfill, counted at 1.5 calendar days per trading day
+    (weekends and holidays).
     """
-    deep = sorted(set(manifest.get("models", [])) & set(DEEP_LEARNERS))
-    if deep:
-        raise ConfigurationError(f"{path}: bundles with {', '.join(deep)} cannot paper-trade "
-                                 "yet (their sequence window is not streamed bar by bar); "
-                                 "train the bundle with --models xgb,lgbm")
+    bars = bars_needed(model)
+    need = math.ceil(bars * 1.5)
+    if history_days < need:
+        raise ConfigurationError(f"{source}: a prediction reads {bars} bars of history, more "
+                                 f"than history_days {history_days} holds; set history_days "
+                                 f"to {need} or more")
 
 
 def check_journal_bundles(journal: Journal) -> None:
@@ -102,7 +104,6 @@ def journal_signal(journal: Journal, horizon: int) -> VintageSignal:
     for row in journal.bundles():
         model, manifest = load_bundle(Path(row["path"]), feature_names=FEATURE_NAMES,
                                       horizon=horizon)
-        check_streamable(manifest, row["path"])
         vintages.append(fixed_vintage(model, manifest, row["path"], horizon=horizon,
                                       predict_start=pd.Timestamp(row["predict_start"]),
                                       predict_end=FAR_FUTURE))
@@ -220,7 +221,7 @@ class Daemon:
         model, manifest = load_bundle(path, feature_names=FEATURE_NAMES,
                                       horizon=self.cfg.horizon)
         try:
-            check_streamable(manifest, path)
+            check_history(model, self.cfg.history_days, path)
         except ConfigurationError as exc:
             logger.error("retrained bundle not installed: {}", exc)
             return

@@ -23,8 +23,8 @@ from live.alpaca_store import AlpacaStore
 from live.daemon import (
     FAR_FUTURE,
     Daemon,
+    check_history,
     check_journal_bundles,
-    check_streamable,
     log_file,
     open_state,
     resumed_session,
@@ -49,7 +49,6 @@ def bundle_signal(bundle: str | Path, horizon: int, trade_start: pd.Timestamp,
         ``trade_start`` is not after the bundle's training window (that would be in-sample).
     """
     model, manifest = load_bundle(Path(bundle), feature_names=FEATURE_NAMES, horizon=horizon)
-    check_streamable(manifest, bundle)
     window = manifest.get("training_window")
     if not isinstance(window, dict) or not {"start", "end", "rows"} <= set(window):
         raise ConfigurationError(f"{bundle}: the manifest has no training window; retrain it "
@@ -123,7 +122,9 @@ def preflight(cfg: PaperConfig, folder: Path, replay: bool, replay_from: date | 
         finally:
             journal.close()
         return True, ""
-    _, sha = bundle_signal(cfg.bundle, cfg.horizon, pd.Timestamp(replay_from or FAR_FUTURE))
+    signal, sha = bundle_signal(cfg.bundle, cfg.horizon,
+                                pd.Timestamp(replay_from or FAR_FUTURE))
+    check_history(signal.vintages[0].model, cfg.history_days, cfg.bundle)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ConfigurationError(f"--state {folder}: not empty and holds no journal; choose a "
                                  "new directory or the state directory of a session")

@@ -9,10 +9,21 @@ Training discipline (the earlier TF models collapsed to constant one-signed pred
 - **Causal windows.** Row ``t`` is predicted from the window of rows ``t-seq_len+1 .. t`` of
   the matrix it is given, so it never sees a later row.  The first ``seq_len-1`` rows of a
   matrix have no full history; their windows are padded by repeating the matrix's first row.
-  A matrix is one contiguous block of bars (a fold's test block, a vintage's prediction
-  window), so its first ``seq_len-1`` predictions see less history than the rest, and a
-  one-row ``predict`` (the streaming path) sees none: it equals the batch prediction only
-  when the batch starts at that row.
+  Callers therefore pass ``context_rows`` (``seq_len - 1``) earlier rows in front of the rows
+  they want and drop that many predictions: the walk-forward folds
+  (:func:`models.walkforward.out_of_fold`), the batch signal and the streaming signal
+  (:class:`models.signal.VintageSignal`) all do, so every predicted bar sees its real
+  history, and a bar predicted alone (paper trading) gets the same window as in a batch.
+- **Trainers are reused.** Tracing the training step is most of a CPU fit (about 5 of 7
+  s), and every vintage retrains the same architecture, so one compiled model per
+  architecture is kept (:data:`_TRAINERS`).  Each fit loads the seeded initial weights (and
+  dropout seed states) into it, resets its optimizer to its start state, trains, and copies
+  the weights out to a model of its own: a fit on a reused trainer equals a fit on a new one
+  bit for bit (tests/test_deep.py), and later fits take about half the time.
+- **Inference** runs through one ``tf.function`` per model with an unknown batch size (no
+  retracing), about 2 ms per streamed bar on CPU.  Batch and one-row calls run different
+  float32 kernels: they agree to about 1e-7 of the prediction's scale, not bit for bit (the
+  GBMs agree exactly).
 - **Scaling.** Features are standardised with a StandardScaler fitted on the training head
   only (not the validation tail).  Targets are de-meaned and divided by their std on the
   same rows; the offset and scale are stored and saved, and predictions are mapped back.
@@ -39,8 +50,13 @@ Saved as ``<name>.keras`` (Keras' native zip: config + weights, no pickle) plus
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +90,46 @@ def missing_tensorflow_message(name: str) -> str:
 
 def _import_tf(name: str) -> tuple[Any, Any]:
     """``(tensorflow, keras)``, or a ConfigurationError naming the extra to install."""
+    tf, keras = sys.modules.get("tensorflow"), sys.modules.get("keras")
+    if tf is not None and keras is not None:  # imported before (None: hidden by a test)
+        return tf, keras
     try:
-        import keras
-        import tensorflow as tf
+        with _native_stderr_to_debug_log():
+            import keras
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe prints here, once
     except ImportError:
         raise ConfigurationError(missing_tensorflow_message(name)) from None
     return tf, keras
+
+
+@contextlib.contextmanager
+def _native_stderr_to_debug_log() -> Iterator[None]:
+    """Move what is written to file descriptor 2 meanwhile into the debug log.
+
+    TensorFlow's C++ start-up lines (CUDA stub and cuInit probes, CPU features) are written
+    to fd 2 before absl logging is initialised, and no environment variable silences them
+    in TF 2.21 (``TF_CPP_MIN_LOG_LEVEL`` does not); left alone they turn a CLI's one-line
+    error into eight.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                logger.debug("tensorflow: {}", line)
+
+
+#: Compiled trainers by architecture, with their optimizer's start state (``_trainer``).
+_TRAINERS: dict[tuple[Any, ...], tuple[Any, list[np.ndarray]]] = {}
 
 
 def causal_windows(X: np.ndarray, seq_len: int) -> np.ndarray:
@@ -176,16 +226,53 @@ class _SequenceLearner(_Learner):
         raise ConfigurationError(f"{self.name}: unknown loss {self.loss!r}: choose from "
                                  f"{', '.join(LOSSES)}")
 
+    @property
+    def context_rows(self) -> int:
+        """Earlier rows a prediction reads: pass them in front of the rows to predict."""
+        return self.seq_len - 1
+
+    def _build(self, n_features: int) -> Any:
+        from models.deep_layers import BUILDERS
+
+        return BUILDERS[self.name](self.seq_len, n_features, self.units, self.n_blocks,
+                                   self.n_heads, self.dropout, self.l2)
+
+    def _trainer(self, keras: Any, n_features: int, gpu: bool) -> Any:
+        """A compiled model of this architecture, its optimizer reset to its start state.
+
+        Kept across fits (:data:`_TRAINERS`): tracing the training step is most of a CPU
+        fit's cost, and every vintage retrains the same architecture.  The caller loads the
+        seeded initial weights into it and copies the trained weights out, so a fit on a
+        reused trainer equals one on a new trainer bit for bit (tested).
+        """
+        key = (self.name, self.seq_len, n_features, self.units, self.n_blocks, self.n_heads,
+               self.dropout, self.l2, self.loss, self.huber_delta, self.direction_penalty,
+               self.learning_rate, gpu)
+        if key not in _TRAINERS:
+            trainer = self._build(n_features)
+            trainer.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
+                            loss=self._loss_fn(keras), jit_compile=False)
+            trainer.optimizer.build(trainer.trainable_variables)
+            _TRAINERS[key] = trainer, [v.numpy() for v in trainer.optimizer.variables]
+        trainer, start = _TRAINERS[key]
+        for variable, value in zip(trainer.optimizer.variables, start, strict=True):
+            variable.assign(value)
+        return trainer
+
     def _raw_predict(self, W: np.ndarray) -> np.ndarray:
-        out = [np.asarray(self.model_(W[i:i + 4096], training=False), dtype=np.float64)
+        if getattr(self, "_infer", None) is None:  # traced once, for any batch size
+            tf, _ = _import_tf(self.name)
+            model = self.model_
+            spec = tf.TensorSpec([None, self.seq_len, W.shape[2]], tf.float32)
+            self._infer = tf.function(lambda w: model(w, training=False),
+                                      input_signature=[spec])
+        out = [np.asarray(self._infer(W[i:i + 4096]), dtype=np.float64)
                for i in range(0, len(W), 4096)]
         return np.concatenate(out)[:, 0] if out else np.empty(0)
 
     # ------------------------------------------------------------------ fit / predict
     def fit(self, X: Any, y: Any) -> _SequenceLearner:
         tf, keras = _import_tf(self.name)
-        from models.deep_layers import BUILDERS
-
         X = _as_matrix(X)
         y = np.asarray(y, dtype=np.float64)
         if X.ndim != 2 or len(X) != len(y):
@@ -204,27 +291,28 @@ class _SequenceLearner(_Learner):
         W = causal_windows(self._scale(X), self.seq_len)
         ys = ((y - self.y_offset_) / self.y_scale_).astype(np.float32)[:, None]
 
-        keras.utils.set_random_seed(self.seed)
         tf.config.experimental.enable_op_determinism()
         gpu = self.device == "cuda" and bool(tf.config.list_physical_devices("GPU"))
         policy = keras.mixed_precision.global_policy().name
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "float32")
         try:
             with tf.device("/GPU:0" if gpu else "/CPU:0"):
-                model = BUILDERS[self.name](self.seq_len, X.shape[1], self.units,
-                                            self.n_blocks, self.n_heads, self.dropout, self.l2)
-                model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
-                              loss=self._loss_fn(keras), jit_compile=False)
+                trainer = self._trainer(keras, X.shape[1], gpu)
+                keras.utils.set_random_seed(self.seed)  # after the trainer: a cold cache
+                model = self._build(X.shape[1])  # draws no numbers a warm one would not
+                for target, source in zip(trainer.variables, model.variables, strict=True):
+                    target.assign(source)  # weights and dropout seed states
                 stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
                                                      restore_best_weights=True)
-                history = model.fit(W[tr], ys[tr], validation_data=(W[va], ys[va]),
-                                    epochs=self.epochs, batch_size=self.batch_size,
-                                    shuffle=True, callbacks=[stop], verbose=0)
+                history = trainer.fit(W[tr], ys[tr], validation_data=(W[va], ys[va]),
+                                      epochs=self.epochs, batch_size=self.batch_size,
+                                      shuffle=True, callbacks=[stop], verbose=0)
+                model.set_weights(trainer.get_weights())
         finally:
             keras.mixed_precision.set_global_policy(policy)
         val_loss = history.history.get("val_loss", [np.nan])
         self.best_iteration_ = int(np.nanargmin(val_loss)) if np.isfinite(val_loss).any() else 0
-        self.model_ = model
+        self.model_, self._infer = model, None
         self.n_features_in_ = X.shape[1]
         self.device_used_ = "cuda" if gpu else "cpu"
         # Validation windows keep their context: the rows before the tail (features only).
@@ -259,7 +347,8 @@ class _SequenceLearner(_Learner):
         self._check_fitted()
         return {"y_offset": self.y_offset_, "y_scale": self.y_scale_,
                 "collapsed": self.collapsed_, "best_epoch": self.best_iteration_,
-                "seq_len": self.seq_len, "loss": self.loss, **self.diagnostics_}
+                "device_used": getattr(self, "device_used_", "cpu"),
+                **self.diagnostics_, "params": self.get_params()}
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path) -> list[Path]:
@@ -287,6 +376,7 @@ class _SequenceLearner(_Learner):
         path = directory / f"{cls.name}.keras"
         try:
             learner.model_ = keras.saving.load_model(path, compile=False)
+            learner._infer = None
         except (OSError, ValueError) as exc:
             raise BundleError(f"{path}: unreadable Keras model ({exc})") from None
         learner.best_iteration_ = meta["best_iteration"]

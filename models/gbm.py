@@ -57,6 +57,8 @@ class _Learner:
     """Shared estimator plumbing: parameters, fit checks and the saved parameter file."""
 
     name: ClassVar[str] = ""
+    #: Earlier rows a prediction reads (0: each row alone; see ``models.deep``).
+    context_rows: ClassVar[int] = 0
 
     def get_params(self) -> dict[str, Any]:
         """The constructor's parameters, read from its signature (as scikit-learn does)."""

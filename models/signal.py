@@ -7,7 +7,9 @@ or bar by bar:
 
 - ``predict_batch(ohlcv)``: every bar at once (the backtester's vectorised path);
 - ``predict_last(window, date)``: the bar at ``date``, given a window of the last ``lookback``
-  bars ending there (the streaming path; ``window`` is None when ``lookback`` is 0);
+  bars ending there (the streaming path; ``window`` is None when ``lookback`` is 0).  A
+  sequence learner's bar also reads the ``context_rows`` feature rows before it, so
+  ``lookback`` is the features' ``LOOKBACK`` plus the largest ``context_rows``;
 - ``prior_batch(dates)`` / ``prior_last(date)``: the win-rate statistics of the model that
   predicts each bar, for the sizing prior.
 """
@@ -21,19 +23,21 @@ import pandas as pd
 
 from models import features as feats
 from models.vintages import Vintage
+from models.walkforward import predict_block
 
 
 class VintageSignal:
     """Predictions from walk-forward vintages.
 
     Bar ``t`` is predicted by the vintage whose prediction window ``[predict_start,
-    predict_end]`` holds ``t``'s date; bars outside every window get NaN.
+    predict_end]`` holds ``t``'s date; bars outside every window get NaN.  Both paths give a
+    model the ``context_rows`` feature rows before a bar
+    (:func:`models.walkforward.predict_block`).
     """
-
-    lookback = feats.LOOKBACK
 
     def __init__(self, vintages: Sequence[Vintage]) -> None:
         self.vintages: list[Vintage] = []
+        self.lookback = feats.LOOKBACK
         for vintage in vintages:
             self.add(vintage)
 
@@ -43,6 +47,7 @@ class VintageSignal:
         if self.vintages and vintage.predict_start <= self.vintages[-1].predict_start:
             raise ValueError("vintages must be added in order of predict_start")
         self.vintages.append(vintage)
+        self.lookback = max(self.lookback, bars_needed(vintage.model))
         self._starts = pd.DatetimeIndex([v.predict_start for v in self.vintages])
         self._ends = pd.DatetimeIndex([v.predict_end for v in self.vintages])
 
@@ -61,7 +66,7 @@ class VintageSignal:
             lo = dates.searchsorted(v.predict_start, side="left")
             hi = dates.searchsorted(v.predict_end, side="right")
             if hi > lo:
-                out[lo:hi] = v.model.predict(X[lo:hi])
+                out[lo:hi] = predict_block(v.model, X, lo, hi)
         return out
 
     def prior_batch(self, dates: pd.DatetimeIndex) -> np.ndarray:
@@ -81,8 +86,17 @@ class VintageSignal:
         k = self._owner(date)
         if k < 0:
             return float("nan")
-        x = feats.build_features(window.iloc[-self.lookback:]).to_numpy(dtype=np.float64)[-1:]
-        return float(self.vintages[k].model.predict(x)[0])
+        model = self.vintages[k].model
+        bars = window.iloc[-bars_needed(model):]
+        rows = int(getattr(model, "context_rows", 0)) + 1
+        x = feats.build_features(bars).to_numpy(dtype=np.float64)[-rows:]
+        return float(model.predict(x)[-1])
+
+
+def bars_needed(model: object) -> int:
+    """Bars a model's prediction of one bar reads: the features' ``LOOKBACK`` for the bar and
+    for each of the ``context_rows`` rows before it."""
+    return feats.LOOKBACK + int(getattr(model, "context_rows", 0))
 
 
 class SeriesSignal:

@@ -28,7 +28,13 @@ from loguru import logger
 from sklearn.linear_model import ElasticNet
 
 from models.errors import BundleError, ConfigurationError, NotFittedError
-from models.gbm import KNOWN_LEARNERS, check_learner_name, learner_class, make_learner
+from models.gbm import (
+    DEEP_LEARNERS,
+    KNOWN_LEARNERS,
+    check_learner_name,
+    learner_class,
+    make_learner,
+)
 from models.metrics import direction_accuracy, information_coefficient, variance_collapse
 from models.walkforward import out_of_fold, walk_forward_splits
 
@@ -87,13 +93,17 @@ class StackedEnsemble:
         Seed of every learner.
     devices : dict | None
         ``{"xgb": ..., "lgbm": ...}`` from :func:`models.devices.resolve_devices`.
+    deep_params : dict | None
+        Hyperparameters for the sequence learners (``seq_len``, ``units``, ``epochs``...;
+        see :class:`models.deep._SequenceLearner`); the GBMs ignore them.
     """
 
     def __init__(self, models: Sequence[str] = ("xgb", "lgbm"), meta: str = "elasticnet",
                  feature_names: Sequence[str] = (), n_folds: int = 3, scheme: str = "anchored",
                  purge: int = 5, embargo: int = 5, top_k: int | None = None,
                  selection: str = "shap", alpha: float = 0.01, seed: int = 0,
-                 devices: dict[str, str] | None = None) -> None:
+                 devices: dict[str, str] | None = None,
+                 deep_params: dict[str, Any] | None = None) -> None:
         self.models = tuple(models)
         self.meta = meta
         self.feature_names = tuple(feature_names)
@@ -106,11 +116,14 @@ class StackedEnsemble:
         self.alpha = alpha
         self.seed = seed
         self.devices = dict(devices or {})
+        self.deep_params = dict(deep_params or {})
 
     # ------------------------------------------------------------------ fitting
     def _learners(self) -> list[Any]:
         return [make_learner(m, purge=self.purge, seed=self.seed,
-                             device=self.devices.get(m, "cpu")) for m in self.models]
+                             device=self.devices.get(m, "cpu"),
+                             **(self.deep_params if m in DEEP_LEARNERS else {}))
+                for m in self.models]
 
     def _check_params(self) -> None:
         if self.meta not in META_LEARNERS:
@@ -244,6 +257,11 @@ class StackedEnsemble:
         }
 
     # ------------------------------------------------------------------ predicting
+    @property
+    def context_rows(self) -> int:
+        """Earlier rows a prediction reads: the most any fitted base learner reads."""
+        return max((lr.context_rows for lr in getattr(self, "learners_", ())), default=0)
+
     def predict(self, X: Any) -> np.ndarray:
         if not hasattr(self, "learners_"):
             raise NotFittedError("StackedEnsemble is not fitted: call fit(X, y) first")
@@ -301,7 +319,7 @@ class StackedEnsemble:
 
     def get_params(self) -> dict[str, Any]:
         keys = ("models", "meta", "feature_names", "n_folds", "scheme", "purge", "embargo", "top_k",
-                "selection", "alpha", "seed", "devices")
+                "selection", "alpha", "seed", "devices", "deep_params")
         return {k: list(v) if isinstance(v, tuple) else v
                 for k, v in ((k, getattr(self, k)) for k in keys)}
 

@@ -81,6 +81,18 @@ def out_of_fold(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
     rows, blocks = [], []
     for fold in folds:
         learners = [lr.fit(X[fold.train], y[fold.train]) for lr in make_learners()]
-        blocks.append(np.column_stack([lr.predict(X[fold.test]) for lr in learners]))
+        blocks.append(np.column_stack([predict_block(lr, X, fold.test[0], fold.test[-1] + 1)
+                                       for lr in learners]))
         rows.append(fold.test)
     return np.concatenate(rows), np.vstack(blocks)
+
+
+def predict_block(model: Any, X: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``model``'s predictions of rows ``lo .. hi-1`` of ``X``, each with its history.
+
+    A sequence learner (``context_rows > 0``, :mod:`models.deep`) reads earlier rows; they
+    are passed in front of the block (features only, all at or before each row) and their
+    predictions dropped, so the block's first rows see the same window as later ones.
+    """
+    start = max(lo - getattr(model, "context_rows", 0), 0)
+    return np.asarray(model.predict(X[start:hi]), dtype=np.float64)[lo - start:]

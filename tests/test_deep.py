@@ -1,9 +1,12 @@
 """Keras sequence learners (lstm, xlstm): honesty guards, collapse, bundles, determinism.
 
 Every test here needs TensorFlow except the missing-TensorFlow one, which hides it.
-The full-pipeline guards reuse tests/test_honesty.py's datasets (5000 bars) and thresholds,
-with one OOF fold and a single vintage (min_train 2000, 3000 bars out of sample), to keep the
-deep fits few.
+The full-pipeline guards reuse tests/test_honesty.py's datasets (5000 bars), thresholds and
+default deep hyperparameters, walk-forward with two vintages (min_train 2000, retrain_every
+1500: 3000 bars out of sample) and one OOF fold, to keep the deep fits few (four per test;
+most of a CPU fit is TensorFlow tracing its training step, whatever the data size).
+A small lgbm+xlstm bundle, trained once, checks the live path: bar-by-bar predictions equal
+the batch ones, and a paper replay is in parity with the backtest.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from loguru import logger
 
@@ -50,7 +54,7 @@ def _summary(frame, models: str, tmp: Path) -> dict:
     csv = write_csv(frame, tmp / "data.csv")
     cfg = load_config(None, {"data": str(csv), "horizon": 1, "out": str(tmp / "out"),
                              "models": models.split(","), "min_train": 2000,
-                             "retrain_every": 3000,
+                             "retrain_every": 1500,
                              "stack": {"meta": "mean", "n_folds": 1}})
     folder = run_backtest(cfg, progress=False)
     return {**json.loads((folder / "summary.json").read_text()),
@@ -76,31 +80,35 @@ def test_planted_ar1_signal_is_found_out_of_sample_with_a_deep_learner(deep, tmp
     assert summary["leakage_audit"] == "pass"
     assert summary["ic"] >= 0.07
     assert summary["direction_accuracy"] >= 0.525
-    models = summary["vintages"][0]["models"]
-    assert deep in models["learners"]
+    assert len(summary["vintages"]) == 2
+    for vintage in summary["vintages"]:
+        assert deep in vintage["models"]["learners"]
 
 
 @pytest.mark.parametrize("name", ["lstm", "xlstm"])
-def test_two_fits_with_the_same_seed_predict_identically(name, xy):
+def test_a_deep_learner_fits_reproducibly_and_round_trips(name, xy, tmp_path):
     _needs_tf()
-    X, y = xy
-    a = make_learner(name, purge=2, seed=5, **SMALL).fit(X, y).predict(X)
-    b = make_learner(name, purge=2, seed=5, **SMALL).fit(X, y).predict(X)
-    assert np.array_equal(a, b)
-
-
-def test_deep_learner_follows_the_estimator_contract(xy):
-    _needs_tf()
+    import models.deep as deep
     from models.errors import NotFittedError
+    from models.gbm import learner_class
 
     X, y = xy
-    est = make_learner("xlstm", purge=2, **SMALL)
+    est = make_learner(name, purge=2, seed=5, dropout=0.1, **SMALL)
     assert not [k for k in vars(est) if k.endswith("_")]
     with pytest.raises(NotFittedError, match="fit"):
         est.predict(X)
+    deep._TRAINERS.clear()  # a cold trainer cache, then a warm one: the same fit
     assert est.fit(X, y) is est
-    assert est.predict(X).shape == (len(X),)
+    first = est.predict(X)
+    assert first.shape == (len(X),)
     assert est.y_offset_ == pytest.approx(float(np.mean(y[: len(y) - 120 - 2])))
+    again = make_learner(name, purge=2, seed=5, dropout=0.1, **SMALL).fit(X, y).predict(X)
+    assert np.array_equal(first, again)
+    files = est.save(tmp_path)
+    loaded = learner_class(name).load(tmp_path)
+    assert {f.name for f in files} == {f"{name}.keras", f"{name}.params.json"}
+    np.testing.assert_allclose(loaded.predict(X), first, rtol=0, atol=1e-7)
+    assert loaded.get_params() == est.get_params()
 
 
 def test_causal_window_of_a_row_never_holds_a_later_row():
@@ -146,39 +154,111 @@ def test_mean_meta_learner_leaves_an_excluded_learner_out_of_the_average():
     assert weights == [0.5, 0.5, 0.0]
 
 
-def test_bundle_with_a_deep_learner_round_trips_on_cpu(tmp_path):
+@pytest.fixture(scope="module")
+def deep_bundle(tmp_path_factory) -> tuple[Path, Path]:
+    """``(csv, bundle)``: test_paper.py's replay data and a small lgbm+xlstm bundle on it."""
     _needs_tf()
     from backtests.train import train_bundle
+    from tests.test_paper import TRAIN_END
+
+    folder = tmp_path_factory.mktemp("deep-bundle")
+    csv = write_csv(ar1_returns(n=1800, seed=11), folder / "AAA.csv")
+    cfg = load_config(None, {"data": str(csv), "horizon": 1, "min_train": 500,
+                             "retrain_every": 900, "end": TRAIN_END,
+                             "models": ["lgbm", "xlstm"], "stack": {"n_folds": 1},
+                             "deep": SMALL, "device": "cpu"})
+    return csv, train_bundle(cfg, folder / "bundle", skip_gate=True, progress=False)
+
+
+def test_bundle_with_a_deep_learner_round_trips_on_cpu(deep_bundle):
+    from backtests.datasets import load_dataset
     from models.artifacts import load_bundle
     from models.features import FEATURE_NAMES, build_features
 
-    ohlcv = ar1_returns(n=800, seed=3)
-    csv = write_csv(ohlcv, tmp_path / "ar1.csv")
-    cfg = load_config(None, {"data": str(csv), "horizon": 1, "min_train": 500,
-                             "retrain_every": 400, "models": ["lgbm", "xlstm"],
-                             "stack": {"n_folds": 1}, "device": "cpu"})
-    out = train_bundle(cfg, tmp_path / "bundle", skip_gate=True, progress=False)
+    csv, out = deep_bundle
     manifest = json.loads((out / "manifest.json").read_text())
     assert {"xlstm.keras", "xlstm.params.json"} <= set(manifest["files"])
-    assert "y_offset" in manifest["deep_learners"]["xlstm"]
-    X = build_features(ohlcv).to_numpy()[100:]
+    recorded = manifest["deep_learners"]["xlstm"]
+    assert "y_offset" in recorded and recorded["params"]["seq_len"] == SMALL["seq_len"]
+    X = build_features(load_dataset(str(csv))).to_numpy()[100:]
     first, _ = load_bundle(out, feature_names=FEATURE_NAMES, horizon=1)
     again, _ = load_bundle(out)
     np.testing.assert_allclose(first.predict(X), again.predict(X), rtol=0, atol=1e-7)
     assert first.describe() == again.describe()
 
 
-def test_saved_deep_learner_predicts_like_the_fitted_one(xy, tmp_path):
-    _needs_tf()
-    from models.deep import LSTMLearner
+def _bundle_signal(csv: Path, bundle: Path):
+    from backtests.datasets import load_dataset
+    from models.artifacts import load_bundle
+    from models.features import FEATURE_NAMES
+    from models.signal import VintageSignal
+    from models.vintages import fixed_vintage
 
-    X, y = xy
-    learner = make_learner("lstm", purge=2, **SMALL).fit(X, y)
-    files = learner.save(tmp_path)
-    loaded = LSTMLearner.load(tmp_path)
-    assert {f.name for f in files} == {"lstm.keras", "lstm.params.json"}
-    np.testing.assert_allclose(loaded.predict(X), learner.predict(X), rtol=0, atol=1e-7)
-    assert loaded.get_params() == learner.get_params()
+    ohlcv = load_dataset(str(csv))
+    model, manifest = load_bundle(bundle, feature_names=FEATURE_NAMES, horizon=1)
+    start = ohlcv.index[ohlcv.index > pd.Timestamp(manifest["training_window"]["end"])][0]
+    vintage = fixed_vintage(model, manifest, str(bundle), horizon=1, predict_start=start,
+                            predict_end=ohlcv.index[-1])
+    return ohlcv, model, VintageSignal([vintage]), int(ohlcv.index.get_loc(start))
+
+
+def test_a_deep_bundle_predicts_bar_by_bar_what_it_predicts_in_a_batch(deep_bundle):
+    from models.features import LOOKBACK, build_features
+    from models.walkforward import predict_block
+    from tests.test_strategy import _capture
+
+    ohlcv, model, signal, lo = _bundle_signal(*deep_bundle)
+    ctx = SMALL["seq_len"] - 1
+    assert model.context_rows == ctx and signal.lookback == LOOKBACK + ctx
+    # Act: backtrader's vectorised pass and its bar-by-bar pass (the live path's)
+    batch = _capture(ohlcv, signal, runonce=True)[:, 0]
+    stream = _capture(ohlcv, signal, runonce=False)[:, 0]
+    # Assert: equal up to float32 kernel rounding (batch vs one-row inference)
+    assert np.isfinite(batch[lo:]).all() and np.isnan(batch[:lo]).all()
+    np.testing.assert_allclose(stream, batch, rtol=0, atol=1e-6 * np.std(batch[lo:]),
+                               equal_nan=True)
+    # The first bars of the window read the rows before it: alone, they would differ.
+    xlstm = model.learners_[1]
+    assert not xlstm.collapsed_
+    X = build_features(ohlcv).to_numpy()[:, model.selected_]
+    with_history = predict_block(xlstm, X, lo, lo + ctx)
+    alone = xlstm.predict(X[lo:lo + ctx])
+    assert with_history[0] != pytest.approx(alone[0], rel=1e-3)
+    assert with_history == pytest.approx(xlstm.predict(X[lo - ctx:lo + ctx])[ctx:], rel=1e-9)
+
+
+def test_a_deep_bundle_paper_trades_in_parity_with_the_backtest(deep_bundle, tmp_path):
+    from live.paper import run_paper
+    from live.parity import run_parity
+    from tests.test_paper import REPLAY_FROM, paper_config
+
+    csv, bundle = deep_bundle
+    folder = run_paper(paper_config(bundle), replay=[str(csv)],
+                       replay_from=pd.Timestamp(REPLAY_FROM).date(), max_bars=40,
+                       state=tmp_path / "state")
+    report = run_parity(folder)
+    assert report.identical, report.differences
+    assert report.paper_orders >= 3, "the planted signal should trade"
+    ohlcv, _, signal, _ = _bundle_signal(csv, bundle)
+    decisions = pd.read_csv(folder / "decisions.csv", index_col="date", parse_dates=True)
+    batch = pd.Series(signal.predict_batch(ohlcv), index=ohlcv.index).loc[decisions.index]
+    assert len(decisions) == 41
+    np.testing.assert_allclose(decisions["prediction"], batch, rtol=0,
+                               atol=1e-6 * batch.std())
+
+
+def test_a_bundle_reading_more_history_than_the_session_backfills_exits_2(deep_bundle,
+                                                                          tmp_path):
+    from tests.test_cli import assert_bad_input, run_cli
+    from tests.test_paper import REPLAY_FROM
+
+    csv, bundle = deep_bundle
+    config = tmp_path / "paper.yaml"
+    config.write_text(f"bundle: {bundle}\nhorizon: 1\nhistory_days: 150\n")
+    proc = run_cli("paper", "--config", str(config), "--replay", str(csv), "--from",
+                   REPLAY_FROM, "--state", str(tmp_path / "s"), cwd=tmp_path)
+    assert_bad_input(proc, "reads 107 bars of history", "history_days to 161",
+                     out=tmp_path / "s")
 
 
 def test_without_tensorflow_a_deep_model_exits_2_with_the_extra_to_install(

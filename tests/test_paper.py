@@ -226,12 +226,3 @@ def test_scheduled_retraining_swaps_a_gated_bundle_in_and_parity_follows(data, b
     assert (decisions["date"] >= starts[1]).sum() > 10
     report = run_parity(folder)
     assert report.identical, report.differences
-
-
-def test_bundles_with_deep_sequence_learners_are_refused_for_paper_trading():
-    from live.daemon import check_streamable
-    from models.errors import ConfigurationError
-
-    check_streamable({"models": ["xgb", "lgbm"]}, "bundles/gbm")
-    with pytest.raises(ConfigurationError, match="lstm cannot paper-trade"):
-        check_streamable({"models": ["xgb", "lstm"]}, "bundles/deep")
