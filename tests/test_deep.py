@@ -280,3 +280,20 @@ def test_without_tensorflow_a_deep_model_exits_2_with_the_extra_to_install(
     assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigurationError, match=r"install ensemble-bt\[deep\]"):
         make_learner("xlstm")
+
+
+def test_deep_hyperparameters_come_from_the_config_and_key_the_prediction_cache():
+    from backtests.robustness_config import prediction_hash
+    from backtests.runner import stack_factory
+
+    cfg = load_config(None, {"models": ["xgb", "xlstm"], "device": "cpu",
+                             "deep": {"seq_len": 8, "units": 4, "loss": "directional_huber"}})
+    xgb_learner, xlstm = stack_factory(cfg)()._learners()
+    assert (xlstm.seq_len, xlstm.units, xlstm.loss) == (8, 4, "directional_huber")
+    assert not hasattr(xgb_learner, "seq_len")
+    assert prediction_hash(cfg) != prediction_hash(load_config(None, {
+        "models": ["xgb", "xlstm"], "device": "cpu"}))
+    for bad, needle in (({"seq_len": 1}, "deep.seq_len"), ({"loss": "mae"}, "deep.loss"),
+                        ({"width": 3}, "unknown key 'deep.width'")):
+        with pytest.raises(ConfigurationError, match=needle):
+            load_config(None, {"deep": bad})
