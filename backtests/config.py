@@ -13,7 +13,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -22,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from backtests.yaml_config import first_error, read_config
 from models.errors import ConfigurationError
 from models.gbm import DEEP_LEARNERS, LEARNERS, check_learner_name
 from sizing.config import SizingConfig
@@ -119,16 +119,12 @@ class BacktestConfig(BaseModel):
 
 
 def _describe(err: ValidationError, source: str, cli_keys: set[str]) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    if str(first["loc"][0] if first["loc"] else "") in cli_keys:
-        source = f"--{str(first['loc'][0]).replace('_', '-')}"
-    if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{key}'; remove it (see configs/backtest.yaml for keys)"
-    got = first.get("input")
-    if first["type"] == "value_error":  # a cross-field rule: the message names the key
-        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
-    return f"{source}: key '{key}': {first['msg']} (got {got!r})"
+    e = first_error(err, source, cli_keys)
+    if e.kind == "extra_forbidden":
+        return f"{e.source}: unknown key '{e.key}'; remove it (see configs/backtest.yaml for keys)"
+    if e.kind == "value_error":  # a cross-field rule: the message names the key
+        return f"{e.source}: {e.message}"
+    return f"{e.source}: key '{e.key}': {e.message} (got {e.got!r})"
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
@@ -140,24 +136,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     ConfigurationError
         Unreadable YAML, unknown keys or out-of-range values.
     """
-    raw: dict[str, Any] = {}
-    source = "command line"
-    if path is not None:
-        source = str(path)
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigurationError(f"{path}: config file not found") from None
-        except yaml.YAMLError as exc:
-            raise ConfigurationError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigurationError(f"{path}: the top level must be a mapping of keys")
-        raw = dict(loaded or {})
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            raw[key] = value
+    raw, source, cli_keys = read_config(path, overrides)
     try:
         return BacktestConfig.model_validate(raw)
     except ValidationError as exc:
-        cli_keys = {k for k, v in (overrides or {}).items() if v is not None}
         raise ConfigurationError(_describe(exc, source, cli_keys)) from None

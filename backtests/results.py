@@ -47,14 +47,17 @@ class PendingResults:
 
 
 @contextmanager
-def results_dir(out: str | Path, kind: str, symbol: str) -> Iterator[PendingResults]:
+def results_dir(out: str | Path, kind: str, symbol: str | None = None,
+                ) -> Iterator[PendingResults]:
     """Yield a scratch folder that becomes ``<out>/<kind>_<SYMBOL>_<UTC stamp>`` on success.
 
-    On any exception the scratch folder is removed, so a failed run never leaves a directory
-    that looks complete.
+    Without ``symbol`` (a run over several, e.g. a robustness grid) the folder is
+    ``<out>/<kind>_<UTC stamp>``.  On any exception the scratch folder is removed, so a
+    failed run never leaves a directory that looks complete.
     """
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S_%fZ")
-    final = Path(out) / f"{kind}_{symbol.upper()}_{stamp}"
+    name = kind if symbol is None else f"{kind}_{symbol.upper()}"
+    final = Path(out) / f"{name}_{stamp}"
     pending = PendingResults(final.with_name(f".{final.name}.partial"), final)
     try:
         pending.scratch.mkdir(parents=True)

@@ -22,12 +22,8 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +33,7 @@ from loguru import logger
 
 from backtests.config import BacktestConfig
 from backtests.datasets import data_hash, load_dataset
-from backtests.results import PendingResults, package_version, write_json
+from backtests.results import package_version, results_dir, write_json
 from backtests.robustness_cache import PredictionCache, Predictions, cache_key
 from backtests.robustness_config import RobustnessConfig, Window, load_robustness_config
 from backtests.robustness_executors import LocalExecutor, RayExecutor, make_executor
@@ -130,25 +126,6 @@ def plan(cfg: RobustnessConfig) -> list[Planned]:
             planned.append(Planned(spec, symbol, window, ohlcv, start, key,
                                    cache.path(symbol, window.label, key)))
     return planned
-
-
-@contextmanager
-def _results_dir(out: str | Path) -> Iterator[PendingResults]:
-    """``backtests.results.results_dir`` for a grid: ``<out>/robustness_<UTC stamp>``."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S_%fZ")
-    final = Path(out) / f"robustness_{stamp}"
-    pending = PendingResults(final.with_name(f".{final.name}.partial"), final)
-    try:
-        pending.scratch.mkdir(parents=True)
-    except OSError as exc:
-        raise ConfigurationError(f"--out {out}: cannot create a results directory there "
-                                 f"({exc.strerror}); choose a writable folder") from None
-    try:
-        yield pending
-    except BaseException:
-        shutil.rmtree(pending.scratch, ignore_errors=True)
-        raise
-    os.replace(pending.scratch, final)
 
 
 def _predictions(cfg: RobustnessConfig, planned: list[Planned],
@@ -251,7 +228,7 @@ def run_robustness(cfg: RobustnessConfig, progress: bool = True) -> Path:
     logger.info("robustness: {} datasets x {} windows x {} costs x {} sizings = {} cells, "
                 "{} workers ({})", len(cfg.data), len(cfg.windows), len(cfg.costs),
                 len(cfg.sizing_cells()), n_cells, workers, cfg.engine)
-    with executor as pool, _results_dir(cfg.out) as pending:
+    with executor as pool, results_dir(cfg.out, "robustness") as pending:
         predictions, trained = _predictions(cfg, planned, pool)
         results = _simulate(cfg, planned, predictions, pool, workers)
         runs, equities, returns = _tabulate(cfg, planned, results)

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from backtests.config import BacktestConfig
+from backtests.yaml_config import first_error, read_config
 from models.errors import ConfigurationError
 from sizing.config import SizingConfig
 
@@ -239,30 +240,12 @@ def prediction_hash(cfg: BacktestConfig) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _describe(err: ValidationError, source: str, cli_keys: set[str], prefix: str = "") -> str:
-    first = err.errors()[0]
-    loc = [str(p) for p in first["loc"]]
-    key = prefix + ".".join(loc) if loc else "(top level)"
-    if loc and loc[0] in cli_keys:
-        source = f"--{loc[0].replace('_', '-')}"
-    elif source != "command line":
-        source = f"{source}: key '{key}'"
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "value_error":
-        return f"{source}: {msg}"
-    return f"{source}: {msg} (got {first.get('input')!r})"
-
-
-def _read_yaml(path: str | Path) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigurationError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    if loaded is not None and not isinstance(loaded, dict):
-        raise ConfigurationError(f"{path}: the top level must be a mapping of keys")
-    return dict(loaded or {})
+def _describe(err: ValidationError, source: str, cli_keys: set[str]) -> str:
+    e = first_error(err, source, cli_keys)
+    source = e.source if e.from_cli or source == "command line" else f"{source}: key '{e.key}'"
+    if e.kind == "value_error":
+        return f"{source}: {e.message}"
+    return f"{source}: {e.message} (got {e.got!r})"
 
 
 def load_robustness_config(path: str | Path | None = None,
@@ -275,10 +258,7 @@ def load_robustness_config(path: str | Path | None = None,
         Unreadable YAML, an unknown key, an empty or malformed grid, a negative cost, or a
         model or sizing value out of range: one line naming the flag or the file and key.
     """
-    raw = _read_yaml(path) if path is not None else {}
-    source = str(path) if path is not None else "command line"
-    cli_keys = {k for k, v in (overrides or {}).items() if v is not None}
-    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    raw, source, cli_keys = read_config(path, overrides)
     grid_keys = set(RobustnessConfig.model_fields) - {"base"}
     for key in raw:
         if key not in grid_keys and key not in MODEL_KEYS:

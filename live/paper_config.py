@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from backtests.yaml_config import first_error, read_config
 from live.retrain import RetrainConfig
 from models.errors import ConfigurationError
 from sizing.config import SizingConfig
@@ -113,32 +113,17 @@ class PaperConfig(BaseModel):
 def load_paper_config(path: str | Path | None, overrides: dict[str, Any] | None = None,
                       ) -> PaperConfig:
     """Read and validate a paper config; every failure is a one-line ConfigurationError."""
-    raw: dict[str, Any] = {}
-    source = "command line"
-    if path is not None:
-        source = str(path)
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigurationError(f"{path}: config file not found") from None
-        except yaml.YAMLError as exc:
-            raise ConfigurationError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigurationError(f"{path}: the top level must be a mapping of keys")
-        raw = dict(loaded or {})
-    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    raw, source, _ = read_config(path, overrides)
     try:
         return PaperConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        if first["type"] == "extra_forbidden":
-            raise ConfigurationError(f"{source}: unknown key '{key}'; remove it (see "
+        e = first_error(exc, source)
+        if e.kind == "extra_forbidden":
+            raise ConfigurationError(f"{source}: unknown key '{e.key}'; remove it (see "
                                      "configs/paper.yaml for keys)") from None
-        if first["type"] == "missing":
-            raise ConfigurationError(f"{source}: key '{key}' is required") from None
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigurationError(f"{source}: key '{key}': {message}") from None
+        if e.kind == "missing":
+            raise ConfigurationError(f"{source}: key '{e.key}' is required") from None
+        raise ConfigurationError(f"{source}: key '{e.key}': {e.message}") from None
 
 
 def credentials_from_env(default: tuple[str, str] | None = None) -> tuple[str, str]:
