@@ -107,7 +107,7 @@ def test_a_deep_learner_fits_reproducibly_and_round_trips(name, xy, tmp_path):
     files = est.save(tmp_path)
     loaded = learner_class(name).load(tmp_path)
     assert {f.name for f in files} == {f"{name}.keras", f"{name}.params.json"}
-    np.testing.assert_allclose(loaded.predict(X), first, rtol=0, atol=1e-7)
+    assert np.array_equal(loaded.predict(X), first)  # identical on CPU, not just close
     assert loaded.get_params() == est.get_params()
 
 
@@ -183,7 +183,7 @@ def test_bundle_with_a_deep_learner_round_trips_on_cpu(deep_bundle):
     X = build_features(load_dataset(str(csv))).to_numpy()[100:]
     first, _ = load_bundle(out, feature_names=FEATURE_NAMES, horizon=1)
     again, _ = load_bundle(out)
-    np.testing.assert_allclose(first.predict(X), again.predict(X), rtol=0, atol=1e-7)
+    assert np.array_equal(first.predict(X), again.predict(X))
     assert first.describe() == again.describe()
 
 
