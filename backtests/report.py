@@ -120,6 +120,16 @@ def _format_value(key: str, value: Any) -> str:
     return str(value)
 
 
+#: The CSS of every HTML report (this one and the robustness batch's).
+PAGE_STYLE = """body { font-family: sans-serif; margin: 2em; }
+table { border-collapse: collapse; margin-bottom: 1em; }
+th, td { padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; }
+th { text-align: left; font-weight: normal; color: #555; }
+td { text-align: right; font-family: monospace; }
+img { max-width: 100%; }
+"""
+
+
 def _render_html(title: str, png: bytes, summary: Mapping[str, Any]) -> str:
     rows = "\n".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_format_value(str(k), v))}</td></tr>"
@@ -133,13 +143,7 @@ def _render_html(title: str, png: bytes, summary: Mapping[str, Any]) -> str:
 <meta charset="utf-8">
 <title>{t}</title>
 <style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }}
-th, td {{ padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; }}
-th {{ text-align: left; font-weight: normal; color: #555; }}
-td {{ text-align: right; font-family: monospace; }}
-img {{ max-width: 100%; }}
-</style>
+{PAGE_STYLE}</style>
 </head>
 <body>
 <h1>{t}</h1>

@@ -19,6 +19,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from backtests.report import PAGE_STYLE
+
 CHARTS = {
     "sharpe_heatmap.png": "Sharpe by symbol and cost (mean over windows and sizings)",
     "equity_curves.png": "Equity of every cell, normalised to 1 at its window's start",
@@ -170,13 +172,7 @@ def _html(runs: pd.DataFrame, summary: Mapping[str, Any], pngs: Mapping[str, byt
 <meta charset="utf-8">
 <title>Robustness: {len(runs)} cells</title>
 <style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; margin-bottom: 1em; }}
-th, td {{ padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; }}
-th {{ text-align: left; font-weight: normal; color: #555; }}
-td {{ text-align: right; font-family: monospace; }}
-img {{ max-width: 100%; }}
-</style>
+{PAGE_STYLE}</style>
 </head>
 <body>
 <h1>Robustness: {len(runs)} cells</h1>

@@ -59,6 +59,7 @@ from backtests.fastpath import _D_WEIGHT, FastRun, fast_inputs, run_fast, simula
 from backtests.robustness_config import RobustnessConfig, load_robustness_config
 from models.signal import SeriesSignal
 from sizing.config import SizingConfig
+from tests.synthetic import noisy_foresight
 
 NAME = "robustness_fastpath"
 DATASETS = ("AAPL", "IBM", "SP500")
@@ -86,22 +87,6 @@ GOALS = {"fast simulate": 300.0, "fast simulate x 40": 1.0, "2 workers / 1": 1.7
 # --------------------------------------------------------------------------- shared
 
 
-def noisy_foresight(ohlcv: pd.DataFrame, horizon: int = HORIZON, noise: float = 3.0,
-                    seed: int = 0) -> SeriesSignal:
-    """The realised forward log return plus heavy noise (``tests/test_fastpath.py``).
-
-    It trades often and both ways; the first 40 predictions are NaN (no model yet).
-    """
-    rng = np.random.default_rng(seed)
-    close = ohlcv["close"].to_numpy()
-    forward = np.zeros(len(close))
-    forward[:-horizon] = np.log(close[horizon:] / close[:-horizon])
-    daily = np.std(np.diff(np.log(close)))
-    pred = forward + rng.normal(0.0, noise * daily * math.sqrt(horizon), len(close))
-    pred[:40] = np.nan
-    return SeriesSignal(pd.Series(pred, index=ohlcv.index), prior=0.57)
-
-
 @dataclass(frozen=True, eq=False)
 class Cell:
     """One backtest: bars, their precomputed predictions, sizing and a cost."""
@@ -118,7 +103,7 @@ class Cell:
     def build(cls, name: str, sizing: SizingConfig, commission: float,
               slippage: float) -> Cell:
         ohlcv = load_dataset(name).loc[PERIOD[0]:PERIOD[1]]
-        signal = noisy_foresight(ohlcv)
+        signal = noisy_foresight(ohlcv, HORIZON, noise=3.0)
         return cls(name, ohlcv, signal, fast_inputs(ohlcv, signal, sizing.vol_window), sizing,
                    commission, slippage)
 

@@ -64,7 +64,7 @@ import numpy as np
 from loguru import logger
 
 from models.errors import BundleError, ConfigurationError
-from models.gbm import _as_matrix, _Learner
+from models.gbm import _as_matrix, _Learner, check_xy, purged_tail_split
 from models.metrics import information_coefficient, sign_imbalance, variance_collapse
 
 DEEP_LEARNERS = ("lstm", "xlstm")
@@ -273,15 +273,7 @@ class _SequenceLearner(_Learner):
     # ------------------------------------------------------------------ fit / predict
     def fit(self, X: Any, y: Any) -> _SequenceLearner:
         tf, keras = _import_tf(self.name)
-        X = _as_matrix(X)
-        y = np.asarray(y, dtype=np.float64)
-        if X.ndim != 2 or len(X) != len(y):
-            raise ConfigurationError(
-                f"X must be 2-D with one row per label; got {X.shape}, {y.shape}")
-        if not np.isfinite(y).all():
-            raise ConfigurationError("y holds NaN or inf: drop unlabeled rows before fit")
-        from models.gbm import purged_tail_split
-
+        X, y = check_xy(X, y)
         tr, va = purged_tail_split(len(y), self.val_fraction, self.purge)
         self.x_mean_ = X[tr].mean(axis=0)
         scale = X[tr].std(axis=0)  # StandardScaler (ddof=0) on the training head only

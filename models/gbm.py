@@ -53,6 +53,18 @@ def _as_matrix(X: Any) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(X, dtype=np.float64))
 
 
+def check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` as float arrays, after the checks every learner's ``fit`` makes."""
+    X = _as_matrix(X)
+    y = np.asarray(y, dtype=np.float64)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ConfigurationError(
+            f"X must be 2-D with one row per label; got {X.shape}, {y.shape}")
+    if not np.isfinite(y).all():
+        raise ConfigurationError("y holds NaN or inf: drop unlabeled rows before fit")
+    return X, y
+
+
 class _Learner:
     """Shared estimator plumbing: parameters, fit checks and the saved parameter file."""
 
@@ -70,13 +82,7 @@ class _Learner:
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(X, y) first")
 
     def _split(self, X: Any, y: Any) -> tuple[np.ndarray, ...]:
-        X = _as_matrix(X)
-        y = np.asarray(y, dtype=np.float64)
-        if X.ndim != 2 or len(X) != len(y):
-            raise ConfigurationError(
-                f"X must be 2-D with one row per label; got {X.shape}, {y.shape}")
-        if not np.isfinite(y).all():
-            raise ConfigurationError("y holds NaN or inf: drop unlabeled rows before fit")
+        X, y = check_xy(X, y)
         tr, va = purged_tail_split(len(y), self.val_fraction, self.purge)
         return X[tr], y[tr], X[va], y[va]
 

@@ -39,7 +39,8 @@ __all__ = [
 ]
 
 
-def _as_1d(values: ArrayLike | Sequence[float], name: str) -> np.ndarray:
+def as_1d(values: ArrayLike | Sequence[float], name: str) -> np.ndarray:
+    """``values`` as a 1-D float array (a scalar becomes one element); ValueError otherwise."""
     arr = np.asarray(values, dtype=float)
     if arr.ndim == 0:
         arr = arr.reshape(1)
@@ -49,16 +50,17 @@ def _as_1d(values: ArrayLike | Sequence[float], name: str) -> np.ndarray:
 
 
 def _finite_pairs(pred: ArrayLike, actual: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    p = _as_1d(pred, "pred")
-    a = _as_1d(actual, "actual")
+    p = as_1d(pred, "pred")
+    a = as_1d(actual, "actual")
     if p.shape != a.shape:
         raise ValueError(f"pred and actual differ in length: {p.size} != {a.size}")
     keep = np.isfinite(p) & np.isfinite(a)
     return p[keep], a[keep]
 
 
-def _finite(returns: ArrayLike) -> np.ndarray:
-    r = _as_1d(returns, "returns")
+def finite_values(returns: ArrayLike, name: str = "returns") -> np.ndarray:
+    """The finite entries of a 1-D series (NaN and inf dropped)."""
+    r = as_1d(returns, name)
     return r[np.isfinite(r)]
 
 
@@ -139,7 +141,7 @@ def sharpe_ratio(returns: ArrayLike, periods_per_year: float = 252) -> float:
         ``mean / std(ddof=1) * sqrt(periods_per_year)``; 0.0 with fewer than two returns or
         zero standard deviation.
     """
-    r = _finite(returns)
+    r = finite_values(returns)
     # Test constancy exactly: the std of e.g. [0.1, 0.1, 0.1] is ~1e-17 in floating point,
     # which would turn a flat series into a Sharpe of ~1e16.
     if r.size < 2 or np.ptp(r) == 0:
@@ -167,7 +169,7 @@ def sortino_ratio(returns: ArrayLike, periods_per_year: float = 252) -> float:
         is ``sqrt(mean(min(r, 0) ** 2))`` over all observations, gains counting as zero.
         0.0 with fewer than two returns or no losing period.
     """
-    r = _finite(returns)
+    r = finite_values(returns)
     if r.size < 2:
         return 0.0
     downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
@@ -197,7 +199,7 @@ def drawdown_series(equity: ArrayLike) -> np.ndarray:
     ValueError
         If the curve contains non-finite values or its first value is not positive.
     """
-    eq = _as_1d(equity, "equity")
+    eq = as_1d(equity, "equity")
     if eq.size == 0:
         return eq
     if not np.isfinite(eq).all():
@@ -243,7 +245,7 @@ def total_return(equity: ArrayLike) -> float:
     ValueError
         If the first value is not positive or an end point is not finite.
     """
-    eq = _as_1d(equity, "equity")
+    eq = as_1d(equity, "equity")
     if eq.size < 2:
         return 0.0
     first, last = float(eq[0]), float(eq[-1])
@@ -303,7 +305,7 @@ def sign_imbalance(pred: ArrayLike, threshold: float = 0.85) -> dict[str, float 
 
     Returns ``{"positive_share", "fired"}``; zeros count toward neither sign.
     """
-    values = _finite(pred)
+    values = finite_values(pred)
     nonzero = values[values != 0.0]
     if len(nonzero) == 0:
         return {"positive_share": float("nan"), "fired": True}
@@ -317,7 +319,7 @@ def variance_collapse(pred: ArrayLike, target: ArrayLike, fraction: float = 0.01
 
     A learner that collapsed to a constant predicts nothing; its std ratio tells how far.
     """
-    p, t = _finite(pred), _finite(target)
+    p, t = finite_values(pred), finite_values(target)
     if len(p) < 2 or len(t) < 2:
         return {"std_ratio": float("nan"), "fired": True}
     t_std = float(np.std(t, ddof=1))

@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy import special, stats
+
+from models.metrics import as_1d, finite_values
 
 ArrayLike = npt.ArrayLike
 Metric = str | Callable[[np.ndarray], np.ndarray]
@@ -69,20 +71,6 @@ __all__ = [
 ]
 
 
-def _as_1d(values: ArrayLike | Sequence[float], name: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=float)
-    if arr.ndim == 0:
-        arr = arr.reshape(1)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    return arr
-
-
-def _finite(returns: ArrayLike, name: str = "returns") -> np.ndarray:
-    r = _as_1d(returns, name)
-    return r[np.isfinite(r)]
-
-
 # --------------------------------------------------------------------------- Sharpe and PSR
 
 
@@ -100,7 +88,7 @@ def sharpe_ratio(returns: ArrayLike) -> float:
         The non-annualised Sharpe ratio; NaN with fewer than two finite returns or zero
         variance (a flat series has no defined risk-adjusted return).
     """
-    r = _finite(returns)
+    r = finite_values(returns)
     # Test constancy exactly: the std of [0.1, 0.1, 0.1] is ~1e-17 in floating point, which
     # would turn a flat series into a Sharpe ratio of ~1e16.
     if r.size < 2 or np.ptp(r) == 0:
@@ -181,7 +169,7 @@ def _return_moments(returns: ArrayLike) -> tuple[float, int, float, float] | Non
     distribution, so they always satisfy ``kurtosis >= 1 + skew**2`` and exist from n = 3 on;
     the bias-corrected versions differ by O(1/n) and need n >= 4.
     """
-    r = _finite(returns)
+    r = finite_values(returns)
     if r.size < 3:
         return None
     sr = sharpe_ratio(r)
@@ -316,7 +304,7 @@ def dsr_from_trials(best_returns: ArrayLike, trial_sharpes: ArrayLike) -> float:
     ValueError
         If ``trial_sharpes`` is empty or not one-dimensional.
     """
-    sharpes = _as_1d(trial_sharpes, "trial_sharpes")
+    sharpes = as_1d(trial_sharpes, "trial_sharpes")
     if sharpes.size == 0:
         raise ValueError("trial_sharpes is empty: a DSR needs the Sharpe ratio of every trial")
     finite = sharpes[np.isfinite(sharpes)]

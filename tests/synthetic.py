@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from models.signal import SeriesSignal
 
 
 def ohlcv_from_returns(log_returns: np.ndarray, seed: int = 0, start: str = "2000-01-03",
@@ -51,3 +54,22 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     out = frame.rename(columns=str.capitalize).rename_axis("Date")
     out.to_csv(path)
     return path
+
+
+def noisy_foresight(ohlcv: pd.DataFrame, horizon: int, noise: float, seed: int = 0,
+                    ) -> SeriesSignal:
+    """The realised forward log return plus heavy noise: trades often, both ways.
+
+    The noise is ``noise`` times the daily log-return std scaled to the horizon.  The first 40
+    predictions are NaN (no model yet), so the flat-on-NaN path runs too.  It looks ahead on
+    purpose: it exercises simulators (tests/test_fastpath.py, benchmarks/bench_robustness.py),
+    never a model.
+    """
+    rng = np.random.default_rng(seed)
+    close = ohlcv["close"].to_numpy()
+    forward = np.zeros(len(close))
+    forward[:-horizon] = np.log(close[horizon:] / close[:-horizon])
+    daily = np.std(np.diff(np.log(close)))
+    pred = forward + rng.normal(0.0, noise * daily * math.sqrt(horizon), len(close))
+    pred[:40] = np.nan
+    return SeriesSignal(pd.Series(pred, index=ohlcv.index), prior=0.57)

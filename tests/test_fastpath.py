@@ -18,9 +18,8 @@ import pytest
 from backtests.datasets import load_dataset
 from backtests.engine import run_strategy
 from backtests.fastpath import fast_inputs, run_fast
-from models.signal import SeriesSignal
 from sizing.config import SizingConfig
-from tests.synthetic import ar1_returns, ohlcv_from_returns, write_csv
+from tests.synthetic import ar1_returns, noisy_foresight, ohlcv_from_returns, write_csv
 from tests.test_cli import run_cli
 
 COSTS = (0.0, 0.0005, 0.0025)  # per side, as commission and as slippage each
@@ -35,22 +34,6 @@ class Case:
     bars: pd.DataFrame = field(repr=False)
     sizing: SizingConfig = SizingConfig()
     noise: float = 3.0  # prediction noise in units of daily volatility
-
-
-def noisy_foresight(ohlcv: pd.DataFrame, horizon: int, noise: float, seed: int = 0,
-                    ) -> SeriesSignal:
-    """The realised forward log return plus heavy noise: trades often, both ways.
-
-    The first 40 predictions are NaN (no model yet), so the flat-on-NaN path runs too.
-    """
-    rng = np.random.default_rng(seed)
-    close = ohlcv["close"].to_numpy()
-    forward = np.zeros(len(close))
-    forward[:-horizon] = np.log(close[horizon:] / close[:-horizon])
-    daily = np.std(np.diff(np.log(close)))
-    pred = forward + rng.normal(0.0, noise * daily * math.sqrt(horizon), len(close))
-    pred[:40] = np.nan
-    return SeriesSignal(pd.Series(pred, index=ohlcv.index), prior=0.57)
 
 
 def crash_and_recovery(seed: int = 5) -> pd.DataFrame:
