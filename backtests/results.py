@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models import metrics
+from models import jsonio, metrics
 from models.errors import ConfigurationError
 
 SUMMARY_KEYS: tuple[str, ...] = (
@@ -73,20 +71,13 @@ def results_dir(out: str | Path, kind: str, symbol: str | None = None,
 
 
 def json_safe(value: Any) -> Any:
-    """NaN/inf become None; numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    """NaN/inf become None; numpy scalars become Python numbers (:func:`models.jsonio.jsonable`)."""
+    return jsonio.jsonable(value)
 
 
 def write_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(json_safe(payload), indent=2, sort_keys=False) + "\n")
+    """Strict JSON (``null`` for NaN), written atomically."""
+    jsonio.write_json(path, payload)
 
 
 def performance(equity: pd.DataFrame, close: pd.Series, actual: pd.Series,

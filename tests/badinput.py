@@ -1,0 +1,108 @@
+"""The bad-input contract, checked on a real subprocess of the ``ensemble-bt`` command.
+
+A refused input must:
+
+- exit with code 2;
+- print exactly one line on stderr, with no traceback, no warning and no log line;
+- keep that line short (a rejected value is quoted to about 200 characters at most);
+- write nothing: every file under the watched folder is byte-for-byte as before, and no file
+  or folder appears.
+
+Each command's corpus is a parametrised test that builds its inputs under ``tmp_path``, then
+calls :func:`assert_refused`, which snapshots ``tmp_path``, runs the command with ``tmp_path``
+as its working directory and compares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+#: The longest stderr line a refusal may print (the message plus a quoted value).
+MAX_LINE = 400
+
+
+def ensemble_bt() -> list[str]:
+    """The console script of the running interpreter's environment."""
+    script = Path(sys.executable).with_name("ensemble-bt")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "backtests.cli"]
+
+
+def run_cli(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None,
+            timeout: float = 300, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run ``ensemble-bt *args`` in ``cwd`` with the environment ``env`` laid over ours.
+
+    ``APCA_*`` credentials and the live/HTTP opt-ins are removed from the inherited
+    environment, so a developer's own keys never reach a test.
+    """
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("APCA_", "ENSEMBLE_BT_"))}
+    return subprocess.run([*ensemble_bt(), *args], cwd=cwd, env={**base, **(env or {})},
+                          capture_output=True, timeout=timeout, input=stdin)
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every entry under ``root``: kind, and for files their size and sha256."""
+    found: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            rel = str(path.relative_to(root))
+            mode = path.lstat().st_mode
+            if stat.S_ISREG(mode):
+                found[rel] = ("file", path.stat().st_size,
+                              hashlib.sha256(path.read_bytes()).hexdigest())
+            elif stat.S_ISLNK(mode):
+                found[rel] = ("link", os.readlink(path))
+            else:
+                found[rel] = ("dir" if stat.S_ISDIR(mode) else "other",)
+    return found
+
+
+def _changes(before: dict[str, tuple], after: dict[str, tuple]) -> list[str]:
+    out = [f"new: {k}" for k in sorted(set(after) - set(before))]
+    out += [f"gone: {k}" for k in sorted(set(before) - set(after))]
+    out += [f"changed: {k}" for k in sorted(set(before) & set(after)) if before[k] != after[k]]
+    return out
+
+
+def assert_refused(args: Sequence[str], cwd: Path, *needles: str,
+                   env: Mapping[str, str] | None = None, watch: Path | None = None,
+                   timeout: float = 300) -> str:
+    """Run the command and check the bad-input contract; return the stderr line.
+
+    Parameters
+    ----------
+    args
+        The command line after ``ensemble-bt``.
+    cwd
+        Working directory of the run.
+    needles
+        Substrings the stderr line must contain (case-insensitive).
+    env
+        Extra environment variables.
+    watch
+        The folder that must be left exactly as it was (default: ``cwd``).
+    """
+    watch = watch or cwd
+    before = snapshot(watch)
+    proc = run_cli(args, cwd, env, timeout)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    lines = stderr.strip().splitlines()
+    context = f"ensemble-bt {' '.join(args)}\nstdout: {proc.stdout[-2000:]!r}\nstderr: {stderr}"
+    assert proc.returncode == 2, f"exit {proc.returncode}, not 2\n{context}"
+    assert len(lines) == 1, f"{len(lines)} stderr lines, not 1\n{context}"
+    assert "Traceback" not in stderr, context
+    line = lines[0]
+    assert line.startswith("ensemble-bt: error: "), context
+    assert len(line) <= MAX_LINE, f"stderr line of {len(line)} characters\n{context[:3000]}"
+    for needle in needles:
+        assert needle.lower() in line.lower(), f"{needle!r} not in the message\n{context}"
+    changes = _changes(before, snapshot(watch))
+    assert not changes, f"the refused run wrote to {watch}: {changes[:10]}\n{context}"
+    return line
