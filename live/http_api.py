@@ -13,6 +13,17 @@ token; any other address needs a bearer token, from the environment variable
 :data:`TOKEN_ENV`.  When a token is set, every request must carry
 ``Authorization: Bearer <token>`` or gets 401.  The token is never logged.
 
+Every request must also name this server in its ``Host`` header (:func:`make_host_guard`), a
+guard against DNS rebinding: a web page on ``http://evil.example`` whose name the attacker
+re-points at 127.0.0.1 could otherwise read ``/status`` from the victim's browser, which sends
+``Host: evil.example``.  Accepted are the address the connection arrived on (so the bound
+address, and the machine's own address when bound to ``0.0.0.0``), ``localhost``, the host
+name bound, and the names listed in the environment variable :data:`HOSTS_ENV` (a comma list,
+e.g. ``status.lan,pi.local``), or given as ``allowed_hosts``.  A port in the header is ignored;
+IPv6 addresses come in brackets.  Anything else gets 421; a missing or malformed ``Host`` gets
+400 (HTTP/1.1 requires one, every browser and client sends one, and without it the guard could
+not tell which name the client used, so it fails closed).
+
 The app is served on its own event loop in a daemon thread (:class:`HttpHandle`, a
 :class:`live.sim_server.RunningServer` like the replay server's), so the daemon's backtrader
 loop never waits on a client.
@@ -29,9 +40,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import os
 import re
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Self
 
@@ -45,10 +57,14 @@ from models.errors import ConfigurationError, StopError
 
 #: The environment variable the caller reads the bearer token from.
 TOKEN_ENV = "ENSEMBLE_BT_HTTP_TOKEN"
+#: The environment variable listing extra names the ``Host`` header may carry (comma list).
+HOSTS_ENV = "ENSEMBLE_BT_HTTP_HOSTS"
 STATE_DIR_KEY: web.AppKey[Path] = web.AppKey("state_dir", Path)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _ADDRESS_HELP = "use HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080"
+# A Host header: [IPv6] or a name / IPv4, then an optional :port.
+_HOST_HEADER = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::\d*)?|([^:\[\]]+)(?::\d*)?")
 
 
 # ------------------------------------------------------------------------- binding
@@ -121,8 +137,92 @@ def check_binding(host: str, token: str | None) -> None:
         raise ConfigurationError(f"binding {host} needs a bearer token: set {TOKEN_ENV}")
 
 
+# --------------------------------------------------------------------- host guard
+def canonical_host(host: str) -> str | None:
+    """``host`` as the guard compares it, or None when it is neither a name nor an address.
+
+    Names are lower-cased without a trailing dot; IP addresses are written the standard way
+    (``0:0::1`` becomes ``::1``, an IPv4-mapped IPv6 address its IPv4 address).
+    """
+    try:
+        parsed = ipaddress.ip_address(host)
+    except ValueError:
+        name = host.lower().removesuffix(".")
+        return name if len(name) <= 253 and _HOSTNAME.match(name) else None
+    mapped = getattr(parsed, "ipv4_mapped", None)
+    return str(mapped or parsed)
+
+
+def header_host(value: str) -> str | None:
+    """The canonical host part of a ``Host`` header (``name``, ``name:port``, ``[v6]:port``)."""
+    match = _HOST_HEADER.fullmatch(value.strip())
+    if match is None:
+        return None
+    return canonical_host(match.group(1) or match.group(2))
+
+
+def parse_allowed_hosts(text: str | None) -> tuple[str, ...]:
+    """The names of a comma list such as :data:`HOSTS_ENV`'s, canonical; blanks are skipped.
+
+    Raises
+    ------
+    ConfigurationError
+        An entry is not a host name or an IP address (IPv6 may come in brackets).
+    """
+    names = []
+    for entry in (text or "").split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        name = canonical_host(entry.removeprefix("[").removesuffix("]"))
+        if name is None:
+            shown = entry if len(entry) <= 80 else entry[:80] + "..."
+            raise ConfigurationError(f"{HOSTS_ENV}: {shown!r} is not a host name or address; "
+                                     "use a comma list, e.g. status.lan,192.168.1.10")
+        names.append(name)
+    return tuple(names)
+
+
+def hosts_from_env() -> tuple[str, ...]:
+    """:func:`parse_allowed_hosts` of the :data:`HOSTS_ENV` environment variable."""
+    return parse_allowed_hosts(os.environ.get(HOSTS_ENV))
+
+
+def _local_address(request: web.Request) -> str | None:
+    """The address of this machine that the connection arrived on."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return canonical_host(str(sockname[0])) if sockname else None
+
+
+def make_host_guard(allowed_hosts: Iterable[str] = ()) -> Any:
+    """400 without a usable ``Host`` header, 421 for one that names another server.
+
+    Parameters
+    ----------
+    allowed_hosts : iterable of str
+        Names accepted besides ``localhost`` and the address the connection arrived on.
+    """
+    allowed = {"localhost", *(canonical_host(h) or h for h in allowed_hosts)}
+
+    @web.middleware
+    async def host_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        raw = request.headers.get("Host")
+        host = None if raw is None else header_host(raw)
+        if host is None:
+            return error_json(400, "a valid Host header is required")
+        if host not in allowed and host != _local_address(request):
+            logger.warning("status endpoint refused {} {}: Host {!r} is not this server (set "
+                           "{} to allow a name)", request.method, request.path, raw[:80],
+                           HOSTS_ENV)
+            return error_json(421, f"Host {raw[:80]!r} is not this server")
+        return await handler(request)
+
+    return host_guard
+
+
 # ------------------------------------------------------------------------ handlers
 def error_json(status: int, message: str, **headers: str) -> web.Response:
+    """The endpoint's error body, ``{"error": message}``, with ``status`` and ``headers``."""
     return web.json_response({"error": message}, status=status, headers=headers or None)
 
 
@@ -145,7 +245,7 @@ def make_auth_middleware(token: str) -> Any:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own 404 and 405 (and any other HTTP error) as ``{"error": ...}``."""
+    """aiohttp's own 404 and 405 (any HTTP error) and unexpected failures as ``{"error": ...}``."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -153,6 +253,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
         return error_json(exc.status, exc.reason, **headers)
+    except Exception:
+        logger.exception("status endpoint: {} {} failed", request.method, request.path)
+        return error_json(500, "internal error")
 
 
 def stop_error(exc: StopError, state_dir: Path) -> web.Response:
@@ -219,9 +322,16 @@ async def get_decision(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def build_app(state_dir: Path, token: str | None = None) -> web.Application:
-    """The read-only app for ``state_dir``; with ``token``, every request must carry it."""
-    middlewares = [json_errors] + ([make_auth_middleware(token)] if token else [])
+def build_app(state_dir: Path, token: str | None = None, *,
+              allowed_hosts: Iterable[str] = ()) -> web.Application:
+    """The read-only app for ``state_dir``.
+
+    With ``token``, every request must carry it.  Every request's ``Host`` must be
+    ``localhost``, the address it arrived on, or one of ``allowed_hosts``
+    (:func:`make_host_guard`).
+    """
+    middlewares = [json_errors, make_host_guard(allowed_hosts)]
+    middlewares += [make_auth_middleware(token)] if token else []
     app = web.Application(middlewares=middlewares)
     app[STATE_DIR_KEY] = Path(state_dir)
     # allow_head=False: GET is the only method served, everything else is 405.
@@ -274,7 +384,8 @@ class HttpHandle(RunningServer):
             raise ConfigurationError(f"cannot serve HTTP on {self.url}: {reason}") from None
 
 
-def start_http(address: str, state_dir: Path, token: str | None = None) -> HttpHandle:
+def start_http(address: str, state_dir: Path, token: str | None = None, *,
+               allowed_hosts: Iterable[str] | None = None) -> HttpHandle:
     """Serve the read-only endpoint for ``state_dir`` on ``address``.
 
     Parameters
@@ -287,6 +398,10 @@ def start_http(address: str, state_dir: Path, token: str | None = None) -> HttpH
     token : str | None
         Bearer token every request must carry; required for a non-loopback address.  The
         caller passes ``os.environ.get(TOKEN_ENV)``.
+    allowed_hosts : iterable of str or None
+        Extra names the ``Host`` header may carry (see the module docstring); ``None`` reads
+        them from :data:`HOSTS_ENV` (:func:`hosts_from_env`).  The host of ``address`` is
+        always accepted.
 
     Returns
     -------
@@ -296,14 +411,17 @@ def start_http(address: str, state_dir: Path, token: str | None = None) -> HttpH
     Raises
     ------
     ConfigurationError
-        A malformed address, a non-loopback address without a token, a missing state
-        directory, or an address that cannot be bound.
+        A malformed address, a non-loopback address without a token, a malformed host list,
+        a missing state directory, or an address that cannot be bound.
     """
     host, port = parse_address(address)
     check_binding(host, token)
+    names = hosts_from_env() if allowed_hosts is None else parse_allowed_hosts(
+        ",".join(allowed_hosts))
     if not Path(state_dir).is_dir():
         raise ConfigurationError(f"{state_dir}: no such state directory to serve")
     # "localhost" may resolve to both ::1 and 127.0.0.1, and port 0 would then give each its
     # own port; one address keeps .port and .url exact.
     bind = "127.0.0.1" if host.lower() == "localhost" else host
-    return HttpHandle(build_app(Path(state_dir), token or None), bind, port).start()
+    app = build_app(Path(state_dir), token or None, allowed_hosts=(*names, host))
+    return HttpHandle(app, bind, port).start()

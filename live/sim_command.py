@@ -6,10 +6,17 @@ SIGTERM, and prints one line on stdout::
     http://127.0.0.1:PORT trading-stream=ws://127.0.0.1:PORT/stream data-stream=ws://127.0.0.1:PORT/v2/iex
 
 The first word is the REST base URL.  Credentials come from ``APCA_API_KEY_ID`` and
-``APCA_API_SECRET_KEY`` (both or neither; neither means ``sim-key`` / ``sim-secret``).
+``APCA_API_SECRET_KEY`` (both or neither; neither means ``sim-key`` / ``sim-secret``).  The
+defaults are public, so a ``--host`` other than loopback (``0.0.0.0``, a LAN address, a host
+name) needs both set.
 
 With ``--state DIR`` the replay is written to ``DIR/sim_state.json`` after every advance and on
-exit, and a later start with the same data and ``--from`` resumes from it.
+exit, and a later start with the same data and ``--from`` resumes from it.  A saved state is
+validated in full (:class:`SavedState`) before anything of it is used: a malformed one is
+refused and left as it is.
+
+Every refusal happens before anything is written: the state directory is created only once
+the server listens.
 
 Module level imports stay light: the CLI imports this module to build its parser.
 """
@@ -17,9 +24,11 @@ Module level imports stay light: the CLI imports this module to build its parser
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import ipaddress
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -34,13 +43,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from live.sim_faults import SimFaults
-    from live.sim_state import SimState
+    from live.sim_state import SavedState, SimState
 
 STATE_FILE = "sim_state.json"
 SNAPSHOT_VERSION = 1
 DEFAULT_PORT = 8765
 DEFAULT_KEY_ID, DEFAULT_SECRET = "sim-key", "sim-secret"
 _TIME_FIELDS = ("submitted_at", "updated_at", "filled_at", "canceled_at", "failed_at")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+#: Characters of a rejected value quoted in a message.
+_QUOTE = 80
 
 
 def _iso_date(text: str) -> date:
@@ -59,7 +71,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sp.add_argument("--from", dest="start", type=_iso_date, metavar="DATE",
                     help="first replayed session (earlier bars are history)")
     sp.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
-    sp.add_argument("--host", default="127.0.0.1", help="interface to bind")
+    sp.add_argument("--host", default="127.0.0.1",
+                    help="interface to bind; other than loopback needs APCA_* keys set")
     sp.add_argument("--state", metavar="DIR", help="persist and resume the replay here")
     sp.add_argument("--cash", type=float, default=100_000.0, help="starting cash")
     sp.add_argument("--commission", type=float, default=0.0, help="fraction of notional")
@@ -91,6 +104,23 @@ def _check_costs(args: argparse.Namespace) -> None:
         raise ConfigurationError(f"--port must be in 0..65535, got {args.port}")
 
 
+def _quote(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _QUOTE else text[:_QUOTE] + "..."
+
+
+def _check_host(host: str) -> None:
+    """An IP address or a host name (``localhost``); brackets, URLs and blanks are refused."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    if len(host) > 253 or not _HOSTNAME.match(host):
+        raise ConfigurationError(f"--host {_quote(host)} is not an address; fix: pass an IP "
+                                 "address or host name, e.g. 127.0.0.1, ::1 or localhost")
+
+
 def _statuses(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(","))
@@ -120,6 +150,9 @@ def _feeds(specs: list[str]) -> dict[str, pd.DataFrame]:
 
     feeds: dict[str, pd.DataFrame] = {}
     for spec in specs:
+        if Path(spec).expanduser().is_dir():
+            raise ConfigurationError(f"--data {_quote(spec)} is a directory; fix: pass a CSV "
+                                     "or Parquet file, or an embedded name")
         frame = load_dataset(spec)
         symbol = str(frame.attrs.get("symbol") or Path(spec).stem).upper()
         if symbol in feeds:
@@ -129,8 +162,14 @@ def _feeds(specs: list[str]) -> dict[str, pd.DataFrame]:
     return feeds
 
 
-def _credentials() -> tuple[str, str, bool]:
-    """Key and secret from the environment; the flag says whether the defaults are used."""
+def _credentials(host: str) -> tuple[str, str, bool]:
+    """Key and secret from the environment; the flag says whether the defaults are used.
+
+    The defaults are printed at start and written in the docs: anyone who can reach a
+    non-loopback ``host`` could trade on the replay with them, so such a bind needs both set.
+    """
+    from live.http_api import is_loopback
+
     key_id = os.environ.get("APCA_API_KEY_ID", "")
     secret = os.environ.get("APCA_API_SECRET_KEY", "")
     if key_id and secret:
@@ -138,22 +177,51 @@ def _credentials() -> tuple[str, str, bool]:
     if key_id or secret:
         raise ConfigurationError("APCA_API_KEY_ID and APCA_API_SECRET_KEY: only one is set; "
                                  "fix: set both, or neither for the sim defaults")
+    if not is_loopback(host):
+        raise ConfigurationError(f"--host {host} is not loopback: the default keys are public; "
+                                 "fix: set APCA_API_KEY_ID and APCA_API_SECRET_KEY")
     return DEFAULT_KEY_ID, DEFAULT_SECRET, True
 
 
 def _state_dir(text: str | None) -> Path | None:
+    """The ``--state`` folder, checked but not created: a refused start must write nothing."""
     if text is None:
         return None
     folder = Path(text).expanduser()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        where = "" if existing == folder else f": {_quote(str(existing))}"
+        raise ConfigurationError(f"--state {_quote(text)}{where} is not a directory; fix: pass "
+                                 "a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"--state {_quote(text)}: {existing} is not writable; fix: "
+                                 "pass a writable directory")
+    return folder
+
+
+@contextlib.contextmanager
+def _state_dir_created(folder: Path | None) -> Any:
+    """Create ``folder``; if the block then raises, remove the (empty) folders it created.
+
+    The port is known to be free only once the server listens, and the server needs the
+    folder from its first advance: a start refused at that point must still leave no trace.
+    """
+    if folder is None:
+        yield
+        return
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigurationError(f"--state {text}: cannot create directory ({exc.strerror}); "
+        raise ConfigurationError(f"--state {folder}: cannot create directory ({exc.strerror}); "
                                  "fix: pass a writable directory") from None
-    if not os.access(folder, os.W_OK):
-        raise ConfigurationError(f"--state {text}: directory is not writable; fix: pass a "
-                                 "writable directory")
-    return folder
+    try:
+        yield
+    except BaseException:
+        for path in created:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
 
 
 # ------------------------------------------------------------------------ persistence
@@ -196,11 +264,11 @@ def state_snapshot(state: SimState, start: date | None,
 
 
 def write_snapshot(folder: Path, snapshot: dict[str, Any]) -> Path:
-    """Write ``folder/sim_state.json`` atomically (temporary file, then ``os.replace``)."""
+    """Write ``folder/sim_state.json`` atomically, as strict JSON (NaN and infinity as null)."""
+    from models.jsonio import dumps, write_text_atomic
+
     path = folder / STATE_FILE
-    tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(snapshot, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, dumps(snapshot, indent=1))
     return path
 
 
@@ -209,48 +277,77 @@ def _mismatch(snapshot: dict[str, Any], expected: dict[str, Any]) -> list[str]:
             if snapshot.get(key) != expected[key]]
 
 
+def _malformed(path: Path, problem: str) -> ConfigurationError:
+    return ConfigurationError(f"{path}: malformed replay state: {problem}; fix: delete it to "
+                              "start over")
+
+
+def _validated(snapshot: dict[str, Any], path: Path) -> SavedState:
+    """The snapshot's shape, checked in full: types, ranges, unique order ids."""
+    from pydantic import ValidationError
+
+    from live.sim_state import SavedState
+
+    try:
+        return SavedState.model_validate(snapshot)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        message = first["msg"].removeprefix("Value error, ")
+        raise _malformed(path, f"{where[:_QUOTE]}: {message[:_QUOTE]} (got "
+                               f"{_quote(first.get('input'))})") from None
+
+
+def _check_fits(state: SimState, saved: SavedState, path: Path) -> None:
+    """The saved index, day and symbols must name bars and symbols of this replay."""
+    index = saved.index
+    if index >= len(state.calendar) or state.calendar[index].date().isoformat() != saved.day:
+        raise _malformed(path, f"index {index} and day {saved.day} do not match the data")
+    unknown = ({order.symbol for order in saved.orders} | set(saved.positions)) - set(
+        state.symbols)
+    if unknown:
+        raise _malformed(path, f"symbols {_quote(sorted(unknown))} are not replayed")
+
+
 def restore_state(state: SimState, snapshot: dict[str, Any], start: date | None,
                   path: Path) -> None:
     """Resume ``state`` from a snapshot saved with the same data and start.
 
+    Everything is checked before ``state`` is touched, so a refusal leaves it as it was.
+
     Raises
     ------
     ConfigurationError
-        The snapshot was saved with other data, symbols or ``--from``, or is malformed.
+        The snapshot was saved with other data, symbols or ``--from``, or is malformed (a
+        wrong type, a non-finite number, a negative index, an unknown symbol ...).
     """
-    import pandas as pd
-
-    from live.sim_state import SimOrder, SimPosition
+    from live.sim_state import SimPosition
 
     differs = _mismatch(snapshot, state_snapshot(state, start))
     if differs:
         raise ConfigurationError(f"{path}: saved with other {', '.join(differs)} than this run; "
                                  "fix: pass the same --data and --from, or another --state")
-    try:
-        index = int(snapshot["index"])
-        if not 0 <= index < len(state.calendar) or (
-                state.calendar[index].date().isoformat() != snapshot["day"]):
-            raise ValueError(f"index {index} and day {snapshot.get('day')} do not match the data")
-        orders = [SimOrder(**{k: (pd.Timestamp(v) if k in _TIME_FIELDS and v else v)
-                              for k, v in raw.items()}) for raw in snapshot["orders"]]
-        positions = {s: SimPosition(float(p["qty"]), float(p["cost_basis"]))
-                     for s, p in snapshot["positions"].items()}
-        cash, last_equity = float(snapshot["cash"]), float(snapshot["last_equity"])
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise ConfigurationError(f"{path}: malformed replay state ({exc}); fix: delete it to "
-                                 "start over") from None
-    state.index, state.cash, state.last_equity, state.orders = index, cash, last_equity, orders
-    state.positions.update(positions)
+    saved = _validated(snapshot, path)
+    _check_fits(state, saved, path)
+    state.index, state.cash, state.last_equity = saved.index, saved.cash, saved.last_equity
+    state.orders = [order.to_order() for order in saved.orders]
+    state.positions.update({symbol: SimPosition(p.qty, p.cost_basis)
+                            for symbol, p in saved.positions.items()})
 
 
 def _load_snapshot(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
+    """The saved replay as a dict, ``None`` when there is none; strict JSON only."""
+    from models.jsonio import loads
+
+    if not path.exists():
         return None
+    if not path.is_file():
+        raise ConfigurationError(f"{path}: not a file; fix: remove it or pass another --state")
     try:
-        snapshot = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"{path}: unreadable replay state ({exc}); fix: delete it to "
-                                 "start over") from None
+        snapshot = loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ConfigurationError(f"{path}: unreadable replay state ({str(exc)[:_QUOTE]}); fix: "
+                                 "delete it to start over") from None
     if not isinstance(snapshot, dict):
         raise ConfigurationError(f"{path}: replay state is not a JSON object; fix: delete it")
     return snapshot
@@ -272,20 +369,19 @@ def _build(args: argparse.Namespace, key_id: str, secret: str) -> Any:
 
 
 def _persist(app: Any, folder: Path | None, start: date | None,
-             ) -> Callable[[SimState], None] | None:
-    """Resume from ``folder``'s snapshot; return the saver, also run after every advance."""
+             ) -> tuple[Callable[[SimState], None] | None, bool]:
+    """Resume from ``folder``'s snapshot.
+
+    Returns the saver (also run after every advance) and whether a snapshot was resumed.
+    """
     from live.sim_server import ADVANCE_HOOKS_KEY, STATE_KEY
 
     if folder is None:
-        return None
+        return None, False
     state = app[STATE_KEY]
     snapshot = _load_snapshot(folder / STATE_FILE)
     if snapshot is not None:
         restore_state(state, snapshot, start, folder / STATE_FILE)
-        from loguru import logger
-
-        logger.info("sim-server resumed from {} at {}", folder / STATE_FILE,
-                    state.current_day.date())
     fingerprint = data_fingerprint(state)
 
     def save(current: SimState) -> None:
@@ -297,7 +393,7 @@ def _persist(app: Any, folder: Path | None, start: date | None,
             logger.error("sim-server: cannot save {}: {}", folder / STATE_FILE, exc)
 
     app[ADVANCE_HOOKS_KEY].append(save)
-    return save
+    return save, snapshot is not None
 
 
 def _serve(app: Any, host: str, port: int) -> Any:
@@ -306,9 +402,10 @@ def _serve(app: Any, host: str, port: int) -> Any:
     try:
         return serve(app, host=host, port=port)
     except (RuntimeError, TimeoutError) as exc:
-        reason = exc.__cause__ or exc
-        raise ConfigurationError(f"--port {port}: cannot listen on {host}:{port} ({reason}); "
-                                 "fix: pick a free port, or 0 for any") from None
+        reason = str(exc.__cause__ or exc)[:_QUOTE]
+        raise ConfigurationError(f"--host {host} --port {port}: cannot listen ({reason}); fix: "
+                                 "pick a free port (0 for any) and an address of this "
+                                 "machine") from None
 
 
 class _StopSignal:
@@ -333,9 +430,17 @@ class _StopSignal:
             pass
 
 
-def _announce(server: Any, defaults: bool, out: Callable[[str], None]) -> None:
+def _announce(server: Any, defaults: bool, resumed: bool, out: Callable[[str], None]) -> None:
+    """The URL line, then (on stderr) what a user should know; logged only once listening."""
     out(f"{server.url} trading-stream={server.ws_url}/stream "
         f"data-stream={server.ws_url}/v2/iex")
+    if resumed:
+        from loguru import logger
+
+        from live.sim_server import STATE_KEY
+
+        logger.info("sim-server resumed its saved replay at {}",
+                    server.app[STATE_KEY].current_day.date())
     if defaults:
         sys.stderr.write("ensemble-bt: sim-server: APCA_API_KEY_ID/APCA_API_SECRET_KEY not "
                          f"set; accepting key {DEFAULT_KEY_ID!r}, secret {DEFAULT_SECRET!r}\n")
@@ -349,17 +454,20 @@ def run(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     Raises
     ------
     ConfigurationError, DataError
-        Bad arguments, data, state directory or port; the CLI prints one line and exits 2.
+        Bad arguments, data, host, keys, saved state, state directory or port; the CLI prints
+        one line and exits 2, and nothing has been written.
     """
     _check_costs(args)
-    key_id, secret, defaults = _credentials()
+    _check_host(args.host)
+    key_id, secret, defaults = _credentials(args.host)
     folder = _state_dir(args.state)
     app = _build(args, key_id, secret)
-    save = _persist(app, folder, args.start)
+    save, resumed = _persist(app, folder, args.start)
     with _StopSignal() as stop:
-        server = _serve(app, args.host, args.port)
+        with _state_dir_created(folder):
+            server = _serve(app, args.host, args.port)
         try:
-            _announce(server, defaults, out)
+            _announce(server, defaults, resumed, out)
             stop.wait()
         finally:
             server.stop()

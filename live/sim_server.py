@@ -35,6 +35,7 @@ from loguru import logger
 
 from live.sim_faults import FaultInjector, SimFaults, make_fault_middleware
 from live.sim_json import (
+    MAX_CLIENT_ORDER_ID,
     account_json,
     advance_json,
     asset_id,
@@ -44,9 +45,11 @@ from live.sim_json import (
     float_field,
     iso,
     order_json,
+    parse_day,
     parse_time,
     position_json,
     status_json,
+    str_field,
 )
 from live.sim_state import SimOrder, SimRejection, SimState, bar_timestamp, session_time
 from live.sim_streams import HUB_KEY, StreamHub, add_stream_routes, is_stream_path
@@ -62,6 +65,34 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # -------------------------------------------------------------------------- middleware
+#: Alpaca-style codes of the errors aiohttp raises itself (no route, wrong method, big body).
+_HTTP_ERROR_CODES = {404: 40410000, 405: 40510000, 413: 41310000}
+
+
+@web.middleware
+async def json_errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer aiohttp's own errors (404, 405 ...) and unexpected failures as Alpaca JSON.
+
+    alpaca-py reads every error body as JSON; a text body from aiohttp would surface as a
+    confusing decode error instead of the status.  A failure inside an open websocket is
+    left to aiohttp: the response has been sent already.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        message = f"{exc.reason}: {request.method} {request.path}"[:200]
+        code = _HTTP_ERROR_CODES.get(exc.status, exc.status * 100_000)
+        return error_response(exc.status, code, message, headers=headers)
+    except Exception:
+        if is_stream_path(request.path):
+            raise
+        logger.exception("sim server {} {} failed", request.method, request.path)
+        return error_response(500, 50010000, "internal server error")
+
+
 def make_auth_middleware(key_id: str, secret: str) -> Any:
     """Refuse any request whose key headers differ from ``key_id`` / ``secret`` with 401.
 
@@ -126,9 +157,9 @@ async def get_calendar(request: web.Request) -> web.Response:
     """``GET /v2/calendar``: one regular session per date of the replay calendar."""
     days = request.app[STATE_KEY].calendar
     if "start" in request.query:
-        days = days[days >= pd.Timestamp(request.query["start"])]
+        days = days[days >= parse_day(request.query["start"], "start")]
     if "end" in request.query:
-        days = days[days <= pd.Timestamp(request.query["end"])]
+        days = days[days <= parse_day(request.query["end"], "end")]
     return web.json_response([{"date": day.date().isoformat(), "open": "09:30",
                                "close": "16:00", "session_open": "0400",
                                "session_close": "2000"} for day in days])
@@ -162,10 +193,11 @@ async def post_order(request: web.Request) -> web.Response:
         raise SimRejection(400, 40010000, "request body must be a JSON object")
     if body.get("type", "market") != "market" or body.get("order_class", "simple") != "simple":
         raise SimRejection(422, 40010001, "only simple market orders are supported")
-    order = state.submit(symbol=str(body.get("symbol", "")), side=str(body.get("side", "")),
+    order = state.submit(symbol=str_field(body, "symbol", ""), side=str_field(body, "side", ""),
                          qty=float_field(body, "qty"), notional=float_field(body, "notional"),
-                         time_in_force=str(body.get("time_in_force", "day")),
-                         client_order_id=body.get("client_order_id"))
+                         time_in_force=str_field(body, "time_in_force", "day"),
+                         client_order_id=str_field(body, "client_order_id",
+                                                   max_length=MAX_CLIENT_ORDER_ID))
     return web.json_response(order_json(order))
 
 
@@ -192,7 +224,10 @@ async def list_orders(request: web.Request) -> web.Response:
     orders = [o for o in state.orders if _order_matches(o, status, symbols)]
     if query.get("direction", "desc") == "desc":
         orders.reverse()
-    orders = orders[: _int_param(query, "limit", 50)]
+    limit = _int_param(query, "limit", 50)
+    if limit < 1:
+        raise SimRejection(422, 42210000, "limit must be positive")
+    orders = orders[:limit]
     return web.json_response([order_json(order) for order in orders])
 
 
@@ -261,9 +296,9 @@ def _visible_days(state: SimState, query: Mapping[str, str]) -> pd.DatetimeIndex
     stamps = pd.DatetimeIndex([bar_timestamp(day) for day in days])
     keep = np.ones(len(days), dtype=bool)
     if query.get("start"):
-        keep &= stamps >= parse_time(query["start"])
+        keep &= stamps >= parse_time(query["start"], "start")
     if query.get("end"):
-        keep &= stamps <= parse_time(query["end"])
+        keep &= stamps <= parse_time(query["end"], "end")
     return days[keep]
 
 
@@ -397,7 +432,8 @@ def build_app(feeds: Mapping[str, pd.DataFrame], *, key_id: str, secret: str,
     state = SimState(feeds, start=start, cash=cash, commission=commission, slippage=slippage,
                      partial_fills=partial_fills, reject_every=faults.reject_every)
     injector = FaultInjector(faults)
-    app = web.Application(middlewares=[make_auth_middleware(key_id, secret),
+    app = web.Application(middlewares=[json_errors_middleware,
+                                       make_auth_middleware(key_id, secret),
                                        make_fault_middleware(injector, _fault_exempt),
                                        events_middleware, rejection_middleware])
     app[STATE_KEY] = state

@@ -9,6 +9,9 @@ fills them at its open.  Nothing moves unless ``advance`` is called, so a replay
 deterministic however fast the client is.
 
 Several symbols replay on one calendar: the dates every frame has.
+
+:class:`SavedState` is the shape of a saved replay (``sim-server --state``), validated in full
+before a resumed server uses any of it.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import reduce
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from loguru import logger
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 NEW_YORK = "America/New_York"
 OPEN_STATUSES = frozenset({"accepted", "new", "pending_new", "partially_filled"})
@@ -473,3 +477,88 @@ class SimState:
     def _record(self, event: str, order: SimOrder, when: pd.Timestamp, **execution: Any) -> None:
         self.events.append({"event": event, "order": dataclasses.replace(order),
                             "timestamp": when, **execution})
+
+
+# ------------------------------------------------------------------------ saved state
+def _aware_time(text: str) -> str:
+    """``text`` when it is an ISO 8601 time with an offset (as :func:`session_time` writes)."""
+    if datetime.fromisoformat(text).tzinfo is None:
+        raise ValueError("time has no UTC offset")
+    return text
+
+
+_Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+_Amount = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
+_Text = Annotated[str, Field(strict=True, min_length=1, max_length=256)]
+_Time = Annotated[str, Field(strict=True), AfterValidator(_aware_time)]
+_Count = Annotated[int, Field(strict=True, ge=0)]
+
+
+class SavedPosition(BaseModel):
+    """A saved :class:`SimPosition`: a long holding."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    qty: _Amount
+    cost_basis: _Finite
+
+
+class SavedOrder(BaseModel):
+    """A saved :class:`SimOrder`, field for field; times are ISO 8601 text with an offset."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: _Text
+    client_order_id: _Text
+    symbol: _Text
+    side: Literal["buy", "sell"]
+    qty: _Amount | None
+    notional: _Amount | None
+    time_in_force: Literal["day", "gtc", "opg"]  # TIME_IN_FORCE
+    submitted_at: _Time
+    status: Literal["accepted", "new", "pending_new", "partially_filled", "filled", "canceled",
+                    "rejected"]  # OPEN_STATUSES and the closed ones
+    updated_at: _Time | None = None
+    filled_qty: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)] = 0.0
+    filled_avg_price: _Amount | None = None
+    filled_at: _Time | None = None
+    canceled_at: _Time | None = None
+    failed_at: _Time | None = None
+    sequence: _Count = 0
+    executions: _Count = 0
+
+    def to_order(self) -> SimOrder:
+        """The :class:`SimOrder` this saved order describes."""
+        fields = self.model_dump()
+        for name in ("submitted_at", "updated_at", "filled_at", "canceled_at", "failed_at"):
+            fields[name] = None if fields[name] is None else pd.Timestamp(fields[name])
+        return SimOrder(**fields)
+
+
+class SavedState(BaseModel):
+    """What ``sim-server --state`` saves: the replay's identity and progress.
+
+    Validation covers types and ranges only; whether the saved identity, index and symbols
+    fit the data being replayed is the caller's check.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Annotated[int, Field(strict=True)]
+    symbols: list[_Text]
+    start: Annotated[str, Field(strict=True)] | None
+    data_sha256: Annotated[str, Field(strict=True, pattern=r"^[0-9a-f]{64}$")]
+    index: _Count
+    day: Annotated[str, Field(strict=True, pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    cash: _Finite
+    last_equity: _Finite
+    positions: dict[str, SavedPosition]
+    orders: list[SavedOrder]
+
+    @model_validator(mode="after")
+    def _unique_orders(self) -> SavedState:
+        for name in ("id", "client_order_id"):
+            values = [getattr(order, name) for order in self.orders]
+            if len(set(values)) != len(values):
+                raise ValueError(f"two orders share an {name}")
+        return self

@@ -8,13 +8,14 @@ and ``status.json`` through :func:`live.recorder.write_status`; the endpoint is 
 from __future__ import annotations
 
 import json
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import requests
 
-from live.http_api import TOKEN_ENV, check_binding, parse_address, start_http
+from live.http_api import HOSTS_ENV, TOKEN_ENV, check_binding, parse_address, start_http
 from live.journal import JOURNAL_FILE, Journal
 from live.recorder import STATUS_FILE, write_status
 from live.status import read_status
@@ -109,7 +110,8 @@ def test_read_status_with_corrupt_status_file_raises_data_error(tmp_path):
 def test_read_status_with_corrupt_journal_raises_data_error(tmp_path):
     (tmp_path / JOURNAL_FILE).write_bytes(b"not a database" * 100)
 
-    with pytest.raises(DataError, match="cannot read the journal"):
+    # live.journal names the file itself as not a journal; live.status wraps other failures.
+    with pytest.raises(DataError, match="not an ensemble-bt journal|cannot read the journal"):
         read_status(tmp_path)
 
 
@@ -256,3 +258,122 @@ def test_get_status_on_a_folder_without_state_files_is_503_without_its_path(tmp_
     assert response.status_code == 503
     assert "not a paper state directory" in response.json()["error"]
     assert str(tmp_path) not in response.text
+
+
+# ------------------------------------------------------------------------- Host header
+def raw_get(port: int, request: bytes, host: str = "127.0.0.1") -> tuple[int, dict, bytes]:
+    """Send ``request`` as is (requests always adds a Host header) and parse the answer."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect((host, port))
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1)
+                                                         for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.evil.example",
+                                  "10.0.0.1:{port}", "[::2]:{port}", "localhost.evil.example"])
+def test_a_foreign_host_header_is_refused_with_421_json(server, host):
+    response = requests.get(server.url + "/status", timeout=5,
+                            headers={"Host": host.format(port=server.port)})
+
+    assert response.status_code == 421
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert "is not this server" in response.json()["error"]
+
+
+@pytest.mark.parametrize("host", ["evil example", "a:b:c", "[nope]:80", ""])
+def test_a_malformed_host_header_is_refused_with_400_json(server, host):
+    response = requests.get(server.url + "/status", timeout=5, headers={"Host": host})
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "a valid Host header is required"}
+
+
+def test_a_request_without_host_header_is_refused_with_400_json(server):
+    status, headers, body = raw_get(server.port, b"GET /status HTTP/1.0\r\n\r\n")
+
+    assert status == 400 and headers["content-type"].startswith("application/json")
+    assert json.loads(body) == {"error": "a valid Host header is required"}
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:{port}", "localhost",
+                                  "LOCALHOST:{port}", "localhost.:{port}"])
+def test_the_bound_address_or_localhost_with_or_without_port_is_served(server, host):
+    response = requests.get(server.url + "/status", timeout=5,
+                            headers={"Host": host.format(port=server.port)})
+
+    assert response.status_code == 200 and response.json()["state"] == "running"
+
+
+def test_a_configured_host_name_is_served_and_others_still_refused(state_dir):
+    names = ["status.lan", "192.168.7.7", "[fd00::7]"]
+    with start_http("127.0.0.1:0", state_dir, allowed_hosts=names) as handle:
+        served = [requests.get(handle.url + "/status", timeout=5, headers={"Host": host})
+                  for host in ("status.lan", f"Status.LAN:{handle.port}", "192.168.7.7:80",
+                               f"[fd00::7]:{handle.port}")]
+        foreign = requests.get(handle.url + "/status", timeout=5, headers={"Host": "evil.lan"})
+
+    assert [r.status_code for r in served] == [200, 200, 200, 200]
+    assert foreign.status_code == 421
+
+
+def test_the_host_list_comes_from_the_environment_when_not_given(state_dir, monkeypatch):
+    monkeypatch.setenv(HOSTS_ENV, " status.lan , ,pi.local")
+    with start_http("127.0.0.1:0", state_dir) as handle:
+        codes = [requests.get(handle.url + "/status", timeout=5, headers={"Host": host})
+                 .status_code for host in ("pi.local", "status.lan:8080", "other.lan")]
+
+    assert codes == [200, 200, 421]
+
+
+@pytest.mark.parametrize("text", ["status lan", "a:b:c", "http://status.lan", "x" * 300])
+def test_a_malformed_host_list_raises_configuration_error(state_dir, monkeypatch, text):
+    monkeypatch.setenv(HOSTS_ENV, f"ok.lan,{text}")
+
+    with pytest.raises(ConfigurationError, match=HOSTS_ENV) as info:
+        start_http("127.0.0.1:0", state_dir)
+
+    assert len(str(info.value)) < 200 and "\n" not in str(info.value)
+
+
+def test_the_host_guard_runs_before_the_token_check(state_dir):
+    with start_http("127.0.0.1:0", state_dir, token="t0ken") as handle:
+        foreign = requests.get(handle.url + "/status", timeout=5,
+                               headers={"Host": "evil.example", "Authorization": "Bearer t0ken"})
+        local = requests.get(handle.url + "/status", timeout=5,
+                             headers={"Host": "localhost", "Authorization": "Bearer t0ken"})
+
+    assert foreign.status_code == 421 and local.status_code == 200
+
+
+def ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_an_ipv6_bind_serves_its_bracketed_address_and_refuses_others(state_dir):
+    with start_http("[::1]:0", state_dir) as handle:
+        served = [requests.get(handle.url + "/status", timeout=5, headers={"Host": host})
+                  for host in (f"[::1]:{handle.port}", "[::1]", "[0:0::1]", "localhost")]
+        plain = requests.get(handle.url + "/status", timeout=5)
+        foreign = requests.get(handle.url + "/status", timeout=5,
+                               headers={"Host": "[::2]"})
+        missing = raw_get(handle.port, b"GET /status HTTP/1.0\r\n\r\n", host="::1")
+
+    assert [r.status_code for r in served] == [200] * 4 and plain.status_code == 200
+    assert foreign.status_code == 421 and missing[0] == 400
