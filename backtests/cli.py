@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
@@ -140,13 +142,12 @@ def _cmd_paper(args: argparse.Namespace) -> int:
 
 
 def _paper_status(state: str | None) -> int:
-    import json
-
     from live.status import read_status
+    from models import jsonio
 
     if not state:
         raise ConfigurationError("paper status needs --state DIR")
-    print(json.dumps(read_status(Path(state)), indent=2, default=str))
+    print(jsonio.dumps(read_status(Path(state)), indent=2, default=str))
     return 0
 
 
@@ -219,12 +220,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+    """Python warnings go through loguru, so --log-level governs them like every log line."""
+    logger.warning("{}: {} ({}:{})", category.__name__, message, Path(filename).name, lineno)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _build_parser().parse_args(argv)
     logger.remove()
     logger.add(sys.stderr, level=args.log_level.upper(),
                format="<green>{time:HH:mm:ss}</green> {level: <7} {message}")
+    warnings.showwarning = _log_warning
     handlers = {"datasets": _cmd_datasets, "backtest": _cmd_backtest, "train": _cmd_train,
                 "robustness": _cmd_robustness,
                 "paper": _cmd_paper, "parity": _cmd_parity, "sim-server": _cmd_sim_server}

@@ -30,7 +30,7 @@ from sizing.config import SizingConfig
 class StackConfig(BaseModel):
     """How base learners are stacked (``models.stacking``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     # mean is the default because neither stacked meta-learner beat it out of sample on the
     # planted-signal data (benchmarks/RESULTS.md, "Stacking").
@@ -50,7 +50,7 @@ class DeepConfig(BaseModel):
     tracing the training step, so a walk-forward with a deep learner stays affordable.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     seq_len: int = Field(16, ge=2, le=256, description="rows in each causal window")
     units: int = Field(16, ge=2, le=512, description="width of recurrent/attention layers")
@@ -69,7 +69,7 @@ class DeepConfig(BaseModel):
 class BacktestConfig(BaseModel):
     """Everything a walk-forward backtest of one symbol needs."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     data: str = Field("AAPL", description="embedded dataset name, CSV/Parquet path")
     start: date | None = Field(None, description="first evaluation bar (default: first with "
@@ -83,7 +83,7 @@ class BacktestConfig(BaseModel):
     commission: float = Field(0.0005, ge=0, lt=0.1, description="fraction of notional per fill")
     slippage: float = Field(0.0005, ge=0, lt=0.1, description="fraction of price per fill")
     initial_cash: float = Field(100_000.0, gt=0, description="starting equity")
-    seed: int = Field(42, ge=0, description="seed of every learner")
+    seed: int = Field(42, ge=0, le=2**31 - 1, description="seed of every learner")
     sim: Literal["backtrader", "fast"] = Field(
         "backtrader", description="simulation engine: backtrader (the reference) or fast (its "
         "numba replay for one symbol, backtests.fastpath)")
@@ -138,6 +138,50 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     """
     raw, source, cli_keys = read_config(path, overrides)
     try:
-        return BacktestConfig.model_validate(raw)
+        cfg = BacktestConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc, source, cli_keys)) from None
+    if cfg.bundle is not None:
+        _check_bundle_flags(cli_keys)
+    return cfg
+
+
+#: Keys that shape how vintages are trained: a fixed bundle was trained already.
+TRAINING_KEYS = ("models", "retrain_every", "min_train", "embargo", "stack", "deep", "seed")
+
+
+def _check_bundle_flags(cli_keys: set[str]) -> None:
+    """Refuse training flags next to ``--bundle``: they would be silently ignored."""
+    given = [k for k in TRAINING_KEYS if k in cli_keys]
+    if given:
+        flag = f"--{given[0].replace('_', '-')}"
+        raise ConfigurationError(f"{flag} does not apply to a bundle: its learners were "
+                                 f"trained by `ensemble-bt train`; drop {flag}, or drop "
+                                 "--bundle to backtest walk-forward vintages")
+
+
+def check_bundle_config(cfg: BacktestConfig, manifest: dict[str, Any]) -> BacktestConfig:
+    """``cfg`` describing what a bundle backtest runs: the bundle's learners and stack.
+
+    Raises
+    ------
+    ConfigurationError
+        The config sets ``models`` or ``stack`` to something other than the bundle's.
+    """
+    update: dict[str, Any] = {}
+    theirs = manifest.get("models")
+    if isinstance(theirs, list) and all(isinstance(m, str) for m in theirs):
+        if "models" in cfg.model_fields_set and list(cfg.models) != theirs:
+            raise ConfigurationError(f"models {list(cfg.models)} differ from the bundle's "
+                                     f"{theirs}; remove models from the config")
+        update["models"] = tuple(theirs)
+    try:
+        stack = StackConfig.model_validate(manifest.get("stack"))
+    except ValidationError:
+        stack = None
+    if stack is not None:
+        if "stack" in cfg.model_fields_set and cfg.stack != stack:
+            raise ConfigurationError("the config's stack differs from the bundle's "
+                                     f"{stack.model_dump()}; remove stack from the config")
+        update["stack"] = stack
+    return cfg.model_copy(update=update)

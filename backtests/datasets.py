@@ -8,10 +8,13 @@ float64 columns ``open, high, low, close, volume`` in that order, and ``attrs["s
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import importlib
 import importlib.util
+import os
+import stat
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
+from backtests.yaml_config import short_repr
 from models.errors import DataError
 
 COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
@@ -28,6 +32,13 @@ EMBEDDED: dict[str, str] = {  # canonical name -> the package that ships it
     **dict.fromkeys(("SP500", "NASDAQ"), "arch"),
 }
 REL_TOL = 1e-9  # relative slack on OHLC ordering, for float rounding
+# No listed share has traded above 1e6 (BRK.A is about 7e5): a price above 1e9 is a unit or
+# parsing error, and squaring prices near 1e308 in the features would overflow.
+MAX_PRICE = 1e9
+MAX_VOLUME = 1e15
+EXCHANGE_TZ = "America/New_York"
+# A time of day followed by a zone: "...T20:00:00-05:00", "... 00:00Z", "...T16:00+0900".
+_ZONED = r"^(.*\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:[zZ]|[+-]\d\d(?::?\d\d)?)$"
 _SUFFIXES = (".csv", ".parquet")
 _EMPTY_FIX = "supply daily OHLCV bars"
 _FORMS = (
@@ -74,12 +85,34 @@ def load_dataset(spec: str, adjust: bool = True) -> pd.DataFrame:
         return _embedded(text.upper(), adjust).copy()
     path = Path(text).expanduser()
     suffix = path.suffix.lower()
-    if suffix in _SUFFIXES and path.is_file():
+    kind = _path_kind(path)
+    if kind == "file" and suffix in _SUFFIXES:
         return _load_file(path, adjust)
-    if path.is_file():
+    if kind == "file":
         raise DataError(f"{spec}: unsupported file type {suffix or '(none)'!r}; fix: {_FORMS}")
-    what = "file not found" if suffix in _SUFFIXES else "unknown dataset"
-    raise DataError(f"{what}: {spec!r}; fix: {_FORMS}")
+    if kind is not None:
+        raise DataError(f"{short_repr(spec)}: {kind}, not a data file; fix: {_FORMS}")
+    what = "file not found" if suffix in _SUFFIXES or os.sep in text else "unknown dataset"
+    raise DataError(f"{what}: {short_repr(spec)}; fix: {_FORMS}")
+
+
+def _path_kind(path: Path) -> str | None:
+    """``"file"`` for a regular file, None when nothing is there, else what is there."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR):
+            return None  # no file can have that name
+        return "a symlink loop" if exc.errno == errno.ELOOP else f"unreadable ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "a socket or device"
 
 
 def list_datasets() -> list[dict[str, object]]:
@@ -144,6 +177,15 @@ def _rules(index: pd.DatetimeIndex, v: dict[str, np.ndarray]) -> Iterator[Rule]:
     nan = {c: np.isnan(x) for c, x in v.items()}
     yield (np.logical_or.reduce(list(nan.values())),
            lambda r: f"missing or non-numeric {_col_at(nan, r)} (NaN)", "fill in or drop the bar")
+    inf = {c: np.isinf(x) for c, x in v.items()}
+    yield (np.logical_or.reduce(list(inf.values())),
+           lambda r: f"infinite {_col_at(inf, r)} ({v[_col_at(inf, r)][r]})",
+           "fill in or drop the bar")
+    huge = {c: np.abs(x) > (MAX_VOLUME if c == "volume" else MAX_PRICE) for c, x in v.items()}
+    yield (np.logical_or.reduce(list(huge.values())),
+           lambda r: f"absurd {_col_at(huge, r)} ({v[_col_at(huge, r)][r]:.6g}, above "
+                     f"{MAX_VOLUME if _col_at(huge, r) == 'volume' else MAX_PRICE:.0e})",
+           "check the file's units and scaling; correct or drop the bar")
     stamps = index.asi8
     yield (np.r_[False, stamps[1:] < stamps[:-1]],
            lambda r: f"dates not sorted ascending (after {index[r - 1].date().isoformat()})",
@@ -190,14 +232,86 @@ def _standardise(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     """Map a raw table onto ``date``-indexed float64 OHLCV (+ ``adj_close`` when present)."""
     found = _map_columns(raw, source)
     stamps = raw[found["date"]] if "date" in found else raw.index
-    try:
-        parsed = pd.to_datetime(stamps, utc=True, errors="coerce")
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{source}: cannot parse dates ({exc}); fix: use ISO dates") from None
-    index = pd.DatetimeIndex(parsed).tz_convert(None).normalize().as_unit("ns").rename("date")
+    index = session_dates(pd.Series(stamps), source).as_unit("ns").rename("date")
     fields = [f for f in (*COLUMNS, "adj_close") if f in found]
     data = {f: pd.to_numeric(raw[found[f]], errors="coerce").to_numpy("float64") for f in fields}
     return pd.DataFrame(data, index=index)
+
+
+def session_dates(stamps: pd.Series, source: str) -> pd.DatetimeIndex:
+    """The exchange session date of every bar's timestamp (NaT where it does not parse).
+
+    - A timestamp without a time zone is the exchange's local wall time.
+    - Zoned timestamps that all fall at midnight in their own zone are dates written in that
+      zone (``2002-10-04T00:00Z``, or a Parquet index localised to Asia/Tokyo): their own
+      date.  Other zoned timestamps are converted to New York time first, so
+      ``2002-10-04T20:00:00-05:00`` is the session of 2002-10-04, never a Saturday.
+    - A daily file stamps every bar at one time of day (in its own zone or in New York's);
+      times that differ mean intraday bars, which are refused.
+
+    Raises
+    ------
+    DataError
+        Intraday timestamps, naming the first row whose time of day differs.
+    """
+    own, new_york = _clocks(stamps)
+    if not (_one_time_of_day(own) or _one_time_of_day(new_york)):
+        known = np.flatnonzero(own.notna())
+        first = int(known[0])
+        row = next(int(r) for r in known if own[r].time() != own[first].time())
+        given = short_repr(str(stamps.iloc[row]), 60)
+        raise DataError(f"{source}: data row {row + 1} ({given}): intraday timestamps in a "
+                        f"daily file (row {first + 1} is at {own[first].time()}, this one at "
+                        f"{own[row].time()}); fix: one bar per session, dated YYYY-MM-DD; "
+                        "resample intraday bars to daily")
+    walls = own if _one_time_of_day(own, midnight=True) else new_york
+    return walls.normalize()
+
+
+def _clocks(stamps: pd.Series) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
+    """Naive wall times of ``stamps`` in their own zone and in New York.
+
+    Timestamps without a zone are New York wall times: both clocks agree on them.
+    """
+    if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+        aware = pd.DatetimeIndex(stamps)
+        return aware.tz_localize(None).as_unit("ns"), _new_york(aware)
+    if pd.api.types.is_datetime64_dtype(stamps.dtype):
+        naive = pd.DatetimeIndex(stamps).as_unit("ns")
+        return naive, naive
+    text = stamps.astype("string").str.strip().reset_index(drop=True)
+    own_wall = text.str.extract(_ZONED, expand=False)
+    zoned = own_wall.notna().to_numpy()
+    own = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[ns]")
+    own[~zoned] = _parse_naive(text[~zoned]).to_numpy()
+    new_york = own.copy()
+    if zoned.any():
+        own[zoned] = _parse_naive(own_wall[zoned]).to_numpy()
+        instants = pd.to_datetime(text[zoned], utc=True, format="ISO8601", errors="coerce")
+        new_york[zoned] = _new_york(instants).to_numpy()
+    return pd.DatetimeIndex(own), pd.DatetimeIndex(new_york)
+
+
+def _one_time_of_day(walls: pd.DatetimeIndex, midnight: bool = False) -> bool:
+    """Whether every known wall time has the same time of day (midnight, when asked)."""
+    known = walls[walls.notna()]
+    if not len(known):
+        return True
+    offsets = known - known.normalize()
+    first = pd.Timedelta(0) if midnight else offsets[0]
+    return bool((offsets == first).all())
+
+
+def _parse_naive(text: pd.Series) -> pd.DatetimeIndex:
+    """ISO 8601; a column with no ISO date at all is in another format, inferred by pandas."""
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
+    if len(text) and parsed.isna().all():
+        parsed = pd.to_datetime(text, errors="coerce")
+    return pd.DatetimeIndex(parsed).as_unit("ns")
+
+
+def _new_york(instants: pd.Series | pd.DatetimeIndex) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(instants).tz_convert(EXCHANGE_TZ).tz_localize(None).as_unit("ns")
 
 
 def _finalise(frame: pd.DataFrame, adjust: bool, symbol: str, source: str) -> pd.DataFrame:

@@ -35,10 +35,11 @@ import pandas as pd
 from models.targets import check_horizon
 from sizing.config import SizingConfig
 from sizing.kelly import blend, hybrid_weight, win_rate_prior
+from sizing.rebalance import needs_rebalance
 from sizing.sizers import shares_for_weight
 from sizing.volatility import realised_vol
 from strategies.predictor import bt_dates
-from strategies.strategy import DECISION_FIELDS, needs_rebalance
+from strategies.strategy import DECISION_FIELDS
 
 # The project's pure sizing functions, compiled as they are.
 _blend = numba.njit(cache=True)(blend)
@@ -305,8 +306,11 @@ def _decide(i, close, pred, sigma, prior_raw, horizon, p, fs, ist, decisions, or
     row[_D_MU], row[_D_PWIN], row[_D_PAYOFF], row[_D_N] = mu, p_win, b, ist[_NRES]
     row[_D_WEIGHT], row[_D_HELD] = weight, held
     row[_D_DRAWDOWN], row[_D_TRIPPED] = fs[_DRAWDOWN], ist[_TRIPPED]
-    limit = p[_MAX_POSITION] if ist[_TRIPPED] else p[_MAX_LONG]
-    if _needs_rebalance(weight, held, p[_BAND], limit):
+    long_limit, short_limit = p[_MAX_LONG], p[_MAX_SHORT]
+    if ist[_TRIPPED]:  # sizing.breaker.position_limits
+        long_limit = min(p[_MAX_POSITION], long_limit)
+        short_limit = min(p[_MAX_POSITION], short_limit)
+    if _needs_rebalance(weight, held, p[_BAND], long_limit, short_limit):
         orders[i] = _shares_for_weight(weight, value, close, 1.0) - ist[_SIZE]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -57,6 +57,7 @@ def results_dir(out: str | Path, kind: str, symbol: str | None = None,
     name = kind if symbol is None else f"{kind}_{symbol.upper()}"
     final = Path(out) / f"{name}_{stamp}"
     pending = PendingResults(final.with_name(f".{final.name}.partial"), final)
+    created = _missing_parents(final.parent)
     try:
         pending.scratch.mkdir(parents=True)
     except OSError as exc:
@@ -66,8 +67,20 @@ def results_dir(out: str | Path, kind: str, symbol: str | None = None,
         yield pending
     except BaseException:
         shutil.rmtree(pending.scratch, ignore_errors=True)
+        for folder in created:  # innermost first: a failed run leaves --out as it found it
+            with suppress(OSError):
+                folder.rmdir()
         raise
     os.replace(pending.scratch, final)
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, innermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def json_safe(value: Any) -> Any:

@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 from loguru import logger
 
-from backtests.config import BacktestConfig
+from backtests.config import BacktestConfig, check_bundle_config
 from backtests.datasets import load_dataset
 from backtests.engine import run_strategy
 from backtests.fastpath import fast_inputs, run_fast
@@ -39,6 +39,7 @@ from models.stacking import StackedEnsemble
 from models.targets import forward_log_return
 from models.vintages import (
     Vintage,
+    VintageSpec,
     build_schedule,
     fit_vintages,
     fixed_vintage,
@@ -80,17 +81,36 @@ def resolve_period(dates: pd.DatetimeIndex, cfg: BacktestConfig) -> Period:
     return Period(start, end)
 
 
-def train_vintages(ohlcv: pd.DataFrame, period: Period, cfg: BacktestConfig,
-                   progress: bool = True) -> list[Vintage]:
-    """Fit the walk-forward vintages that predict the evaluation bars."""
+@dataclass(frozen=True)
+class VintagePlan:
+    """Features, target and schedule of a walk-forward run: everything but the fits."""
+
+    features: pd.DataFrame
+    target: pd.Series
+    schedule: list[VintageSpec]
+
+
+def plan_vintages(ohlcv: pd.DataFrame, period: Period, cfg: BacktestConfig) -> VintagePlan:
+    """Lay out the vintages; raises on data too short to train them, before any fit."""
     features = build_features(ohlcv)
     target = forward_log_return(ohlcv["close"], cfg.horizon)
     valid = features.notna().all(axis=1).to_numpy()
     schedule = build_schedule(valid, period.start, period.end, horizon=cfg.horizon,
                               retrain_every=cfg.retrain_every, min_train=cfg.min_train,
                               embargo=cfg.embargo)
-    return fit_vintages(features, target, schedule, stack_factory(cfg),
+    return VintagePlan(features, target, schedule)
+
+
+def fit_plan(plan: VintagePlan, cfg: BacktestConfig, progress: bool = True) -> list[Vintage]:
+    """Fit the vintages of ``plan``."""
+    return fit_vintages(plan.features, plan.target, plan.schedule, stack_factory(cfg),
                         horizon=cfg.horizon, progress=progress)
+
+
+def train_vintages(ohlcv: pd.DataFrame, period: Period, cfg: BacktestConfig,
+                   progress: bool = True) -> list[Vintage]:
+    """Fit the walk-forward vintages that predict the evaluation bars."""
+    return fit_plan(plan_vintages(ohlcv, period, cfg), cfg, progress)
 
 
 def stack_factory(cfg: BacktestConfig) -> Callable[[], StackedEnsemble]:
@@ -135,7 +155,7 @@ def _write_outputs(folder: Path, cfg: BacktestConfig, ohlcv: pd.DataFrame, perio
     trades = pd.DataFrame(analysis["trades"], columns=[
         "symbol", "open_date", "close_date", "bars", "pnl", "pnl_net", "commission"])
     predicted = equity.index[equity["prediction"].notna()]
-    audit = leakage_audit(vintages, predicted, dates)
+    audit = leakage_audit(vintages, predicted, dates, None if cfg.bundle else cfg.embargo)
     if audit["verdict"] != "pass":
         raise LeakageError(f"leakage audit failed: {audit['n_violations']} bars, first "
                            f"{audit['violations'][:1]}; this is a bug, please report it")
@@ -175,11 +195,17 @@ def _write_outputs(folder: Path, cfg: BacktestConfig, ohlcv: pd.DataFrame, perio
     return summary
 
 
-def bundle_vintage(ohlcv: pd.DataFrame, cfg: BacktestConfig) -> tuple[Vintage, Period]:
-    """The fixed bundle as the run's only vintage, predicting after its training window."""
+def bundle_vintage(ohlcv: pd.DataFrame, cfg: BacktestConfig,
+                   ) -> tuple[Vintage, Period, BacktestConfig]:
+    """The fixed bundle as the run's only vintage, predicting after its training window.
+
+    Also returns ``cfg`` with the bundle's learners and stack, so that the results directory
+    describes what ran (:func:`backtests.config.check_bundle_config`).
+    """
     assert cfg.bundle is not None
     model, manifest = load_bundle(Path(cfg.bundle), feature_names=FEATURE_NAMES,
                                   horizon=cfg.horizon)
+    cfg = check_bundle_config(cfg, manifest)
     dates, window = ohlcv.index, manifest.get("training_window")
     if not isinstance(window, dict) or not {"start", "end", "rows"} <= set(window):
         raise BundleError(f"{cfg.bundle}: the manifest has no training window; retrain it with "
@@ -203,7 +229,7 @@ def bundle_vintage(ohlcv: pd.DataFrame, cfg: BacktestConfig) -> tuple[Vintage, P
     vintage = fixed_vintage(model, manifest, str(cfg.bundle), horizon=cfg.horizon,
                             predict_start=dates[start], predict_end=dates[end],
                             positions=(start, end, label_end))
-    return vintage, Period(start, end)
+    return vintage, Period(start, end), cfg
 
 
 def simulate_run(cfg: BacktestConfig, ohlcv: pd.DataFrame, signal: VintageSignal, symbol: str,
@@ -222,18 +248,21 @@ def simulate_run(cfg: BacktestConfig, ohlcv: pd.DataFrame, signal: VintageSignal
 def run_backtest(cfg: BacktestConfig, progress: bool = True) -> Path:
     """Run a walk-forward (or fixed-bundle) backtest; returns its results directory."""
     ohlcv = load_dataset(cfg.data)
+    fixed, plan = None, None
     if cfg.bundle:
-        fixed, period = bundle_vintage(ohlcv, cfg)
+        fixed, period, cfg = bundle_vintage(ohlcv, cfg)
     else:
-        fixed, period = None, resolve_period(ohlcv.index, cfg)
+        period = resolve_period(ohlcv.index, cfg)
     # Nothing after the evaluation period exists for this run, not even for features.
     ohlcv = ohlcv.iloc[: period.end + 1]
+    if fixed is None:
+        plan = plan_vintages(ohlcv, period, cfg)  # data too short fails here, before writing
     symbol = str(ohlcv.attrs.get("symbol", "DATA"))
     with results_dir(cfg.out, "backtest", symbol) as pending:
         logger.info("backtest {} {}..{} ({} bars), horizon {}", symbol,
                     ohlcv.index[period.start].date(), ohlcv.index[period.end].date(),
                     period.end - period.start + 1, cfg.horizon)
-        vintages = [fixed] if fixed else train_vintages(ohlcv, period, cfg, progress=progress)
+        vintages = [fixed] if plan is None else fit_plan(plan, cfg, progress=progress)
         analysis = simulate_run(cfg, ohlcv, VintageSignal(vintages), symbol,
                                 trade_start=ohlcv.index[period.start].date())
         summary = _write_outputs(pending.scratch, cfg, ohlcv, period, vintages, analysis)

@@ -39,6 +39,7 @@ class VintageSpec:
     cutoff: int  # first bar this vintage predicts
     predict_last: int  # last bar it predicts
     train_rows: np.ndarray  # positions of the training rows, ascending
+    embargo: int = 0  # bars between the last training label's end and the cutoff, at least
 
 
 @dataclass
@@ -126,7 +127,8 @@ def build_schedule(valid: np.ndarray, start: int, end: int, *, horizon: int,
             raise DataError(
                 f"vintage {k} (cutoff bar {cutoff}) has only {len(rows)} complete training rows; "
                 "use a later --start or a longer dataset")
-        specs.append(VintageSpec(k, cutoff, min(cutoff + retrain_every - 1, end), rows))
+        specs.append(VintageSpec(k, cutoff, min(cutoff + retrain_every - 1, end), rows,
+                                 embargo))
     return specs
 
 
@@ -171,20 +173,24 @@ def holdout_accuracy(model: Regressor, X: np.ndarray, y: np.ndarray, horizon: in
 
 
 def leakage_audit(vintages: Sequence[Vintage], prediction_dates: pd.DatetimeIndex,
-                  dates: pd.DatetimeIndex) -> dict[str, Any]:
-    """Check every predicted bar against the vintage that predicted it.
+                  dates: pd.DatetimeIndex, embargo: int | None = None) -> dict[str, Any]:
+    """Check every predicted bar against the vintage that predicted it, and every vintage.
 
     A bar fails when no vintage covers it, when two do, or when the covering vintage's last
-    training label ends after the bar.  ``prediction_dates`` are the bars that carry a
-    prediction in the run's output, so the audit checks what was used, not what was planned.
+    training label ends after the bar.  A vintage fails when one of its training labels ends
+    fewer than ``embargo`` bars before its first predicted bar (each vintage's own scheduled
+    embargo when ``embargo`` is None; a bundle's is 0).  ``prediction_dates`` are the bars
+    that carry a prediction in the run's output, so the audit checks what was used, not what
+    was planned.
 
     Returns
     -------
     dict
-        ``verdict`` ("pass"/"fail"), ``bars_checked``, and up to ten ``violations``.
+        ``verdict`` ("pass"/"fail"), ``bars_checked``, ``vintages_checked``, ``embargo``
+        (the configured one, or null), and up to ten ``violations``.
     """
     positions = dates.get_indexer(prediction_dates)
-    violations: list[str] = []
+    violations = [*_embargo_violations(vintages, embargo)]
     for pos, date in zip(positions, prediction_dates, strict=True):
         owners = [v for v in vintages if v.spec.cutoff <= pos <= v.spec.predict_last]
         if len(owners) != 1:
@@ -196,4 +202,21 @@ def leakage_audit(vintages: Sequence[Vintage], prediction_dates: pd.DatetimeInde
                 f"{v.train_end.date()}")
     verdict = "pass" if not violations and len(positions) else "fail"
     return {"verdict": verdict, "bars_checked": int(len(positions)),
+            "vintages_checked": len(vintages), "embargo": embargo,
             "violations": violations[:10], "n_violations": len(violations)}
+
+
+def _embargo_violations(vintages: Sequence[Vintage], embargo: int | None) -> list[str]:
+    """Vintages with a training label ending fewer than ``embargo`` bars before the cutoff."""
+    out = []
+    for v in vintages:
+        if v.spec.cutoff < 0:  # a bundle in paper trading: its bars are not known yet
+            continue
+        rows = v.spec.train_rows
+        label_end = max(v.train_label_end, int(rows[-1]) + v.horizon if len(rows) else -1)
+        gap = v.spec.embargo if embargo is None else embargo
+        if label_end + gap > v.spec.cutoff:
+            out.append(f"vintage {v.spec.index}: a training label ends at bar {label_end}, "
+                       f"{v.spec.cutoff - label_end} bars before its first prediction (bar "
+                       f"{v.spec.cutoff}); the embargo is {gap}")
+    return out

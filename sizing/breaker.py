@@ -72,6 +72,13 @@ def cap_weight(weight: float, held: float, state: BreakerState, params: BreakerP
     return weight
 
 
-def position_limit(state: BreakerState, params: BreakerParams, max_long: float) -> float:
-    """Largest |weight| that may be held now; a held weight above it is traded down at once."""
-    return params.max_position if state.tripped else max_long
+def position_limits(state: BreakerState, params: BreakerParams, max_long: float,
+                    max_short: float) -> tuple[float, float]:
+    """``(long, short)``: the largest long and short weights that may be held now.
+
+    While tripped both are capped at ``max_position``; a held weight beyond a limit is traded
+    back at once (:func:`sizing.rebalance.needs_rebalance`).
+    """
+    if state.tripped:
+        return min(params.max_position, max_long), min(params.max_position, max_short)
+    return max_long, max_short

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class SizingConfig(BaseModel):
     """The lagged half-Kelly hybrid and its drawdown circuit breaker (``docs/sizing.md``)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     max_long: float = Field(1.8, gt=0, le=4, description="largest long weight (gross leverage)")
     max_short: float = Field(0.1, ge=0, le=4, description="largest short weight")

@@ -13,10 +13,11 @@ from datetime import date, datetime, time
 import backtrader as bt
 
 from models.targets import check_horizon
-from sizing.breaker import BreakerParams, BreakerState, cap_weight, position_limit, step
+from sizing.breaker import BreakerParams, BreakerState, cap_weight, position_limits, step
 from sizing.config import SizingConfig
 from sizing.kelly import lagged_inputs, target_weight
 from sizing.lagged import LaggedStats
+from sizing.rebalance import needs_rebalance
 from strategies.predictor import EnsemblePredictor
 
 DECISION_FIELDS = ("date", "symbol", "prediction", "expected_return", "volatility", "p_win",
@@ -28,15 +29,6 @@ def breaker_params(cfg: SizingConfig) -> BreakerParams:
     return BreakerParams(trigger=cfg.drawdown_circuit_breaker,
                          max_position=cfg.drawdown_max_position, reset=cfg.drawdown_reset,
                          halt=cfg.drawdown_halt)
-
-
-def needs_rebalance(target: float, held: float, band: float, limit: float) -> bool:
-    """Trade when the gap is worth it, when going flat, or when held exceeds the limit."""
-    if abs(held) > limit + 1e-12:
-        return True
-    if target == 0.0:
-        return held != 0.0
-    return abs(target - held) >= band
 
 
 class EnsembleStrategy(bt.Strategy):
@@ -95,12 +87,13 @@ class EnsembleStrategy(bt.Strategy):
             return
         cfg = self.p.sizing
         self.breaker = step(self.breaker, self.broker.getvalue(), self._breaker_params)
-        limit = position_limit(self.breaker, self._breaker_params, cfg.max_long)
+        limits = position_limits(self.breaker, self._breaker_params, cfg.max_long,
+                                 cfg.max_short)
         for data in self.datas:
-            self._decide(data, day, cfg, limit)
+            self._decide(data, day, cfg, limits)
 
     def _decide(self, data: bt.AbstractDataBase, day: float, cfg: SizingConfig,
-                limit: float) -> None:
+                limits: tuple[float, float]) -> None:
         predictor, stats = self.predictors[data._name], self.stats[data._name]
         pred = predictor.prediction[0]
         stats.observe(pred, data.close[0])  # resolves the prediction made `horizon` bars ago
@@ -113,7 +106,7 @@ class EnsembleStrategy(bt.Strategy):
                             self._breaker_params)
         self.decisions.append((day, data._name, pred, mu, sigma, p_win, payoff, stats.n, weight,
                                held, self.breaker.drawdown, self.breaker.tripped))
-        if not needs_rebalance(weight, held, cfg.rebalance_band, limit):
+        if not needs_rebalance(weight, held, cfg.rebalance_band, *limits):
             return
         sizer = self.getsizer()
         sizer.set_target(data, weight)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sizing.breaker import BreakerParams, BreakerState, cap_weight, position_limit, step
+from sizing.breaker import BreakerParams, BreakerState, cap_weight, position_limits, step
 from sizing.config import SizingConfig
 from sizing.kelly import (
     blend,
@@ -19,6 +19,7 @@ from sizing.kelly import (
     win_rate_prior,
 )
 from sizing.lagged import LaggedStats
+from sizing.rebalance import needs_rebalance, trim_tolerance
 
 CFG = SizingConfig()
 mus = st.floats(-0.05, 0.05, allow_nan=False)
@@ -110,8 +111,8 @@ def test_halt_allows_reducing_exposure_but_never_adding_to_it():
 
 def test_position_limit_is_the_drawdown_cap_only_while_tripped():
     params = BreakerParams()
-    assert position_limit(BreakerState(), params, 1.8) == 1.8
-    assert position_limit(BreakerState(tripped=True), params, 1.8) == 0.6
+    assert position_limits(BreakerState(), params, 1.8, 0.1) == (1.8, 0.1)
+    assert position_limits(BreakerState(tripped=True), params, 1.8, 0.1) == (0.6, 0.1)
 
 
 def test_bullish_forecast_without_track_record_takes_the_long_bias():
@@ -198,3 +199,48 @@ def _compiled_weight():
     if not _COMPILED:
         _COMPILED.append(numba.njit(hybrid_weight))
     return _COMPILED[0]
+
+
+# --- rebalancing: the band, and limits enforced on both sides --------------------------------
+
+
+def test_a_long_a_hair_above_the_breaker_cap_is_not_trimmed():
+    # 0.605 held against a 0.60 cap: within half the 0.05 band, so no trade for a few shares.
+    assert not needs_rebalance(0.60, 0.605, 0.05, 0.60, 0.1)
+
+
+def test_a_long_clearly_above_the_cap_is_trimmed_whatever_the_band():
+    assert needs_rebalance(0.60, 0.63, 0.05, 0.60, 0.1)
+    assert needs_rebalance(0.60, 1.30, 0.90, 0.60, 0.1)
+
+
+def test_a_short_beyond_max_short_is_trimmed_like_a_long():
+    # The independent ledger's case: a short drifted to -0.1187 with max_short 0.1.
+    assert needs_rebalance(-0.10, -0.1187, 0.05, 1.8, 0.1)
+    assert not needs_rebalance(-0.10, -0.1049, 0.05, 1.8, 0.1)
+
+
+def test_the_tolerance_is_half_the_band_but_at_most_a_tenth_of_the_limit():
+    assert trim_tolerance(0.05, 0.60) == pytest.approx(0.025)
+    assert trim_tolerance(0.05, 0.10) == pytest.approx(0.01)
+    assert trim_tolerance(0.0, 0.60) > 0.0
+
+
+def test_without_a_limit_problem_only_the_band_or_going_flat_trades():
+    assert not needs_rebalance(1.30, 1.28, 0.05, 1.8, 0.1)
+    assert needs_rebalance(1.30, 1.20, 0.05, 1.8, 0.1)
+    assert needs_rebalance(0.0, 0.01, 0.05, 1.8, 0.1)
+    assert not needs_rebalance(0.0, 0.0, 0.05, 1.8, 0.1)
+
+
+def test_while_tripped_the_short_limit_is_the_smaller_of_max_short_and_the_cap():
+    params = BreakerParams(max_position=0.05)
+    assert position_limits(BreakerState(tripped=True), params, 1.8, 0.1) == (0.05, 0.05)
+
+
+@given(target=st.floats(-2, 2), held=st.floats(-2, 2), band=st.floats(0, 0.5),
+       long_limit=st.floats(0.01, 4), short_limit=st.floats(0.01, 4))
+def test_the_rule_is_symmetric_between_longs_and_shorts(target, held, band, long_limit,
+                                                         short_limit):
+    mirrored = needs_rebalance(-target, -held, band, short_limit, long_limit)
+    assert needs_rebalance(target, held, band, long_limit, short_limit) == mirrored

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,7 +69,8 @@ def test_audit_fails_when_a_vintage_trained_on_a_label_ending_after_a_bar(traine
     finally:
         leaky.train_label_end = saved
     assert audit["verdict"] == "fail"
-    assert audit["n_violations"] == 3
+    # Three predicted bars before the label ends, and the vintage's embargo itself.
+    assert audit["n_violations"] == 3 + 1
 
 
 def test_audit_fails_for_a_bar_that_no_vintage_covers(trained):
@@ -101,3 +104,34 @@ def test_vintage_records_hold_the_dates_of_their_windows(trained):
     assert set(rec["models"]["meta_weights"]) == {"xgb", "lgbm"}
     assert 0.0 <= rec["models"]["validation"]["dir_acc"] <= 1.0
     assert rec["holdout_dir_acc"] == rec["models"]["validation"]["dir_acc"]
+
+
+def test_audit_checks_the_embargo_between_the_last_label_and_the_first_prediction(trained):
+    ohlcv, cfg, period, vintages = trained
+    predicted = ohlcv.index[period.start:period.end + 1]
+    # Arrange: the pipeline's vintages keep exactly the configured embargo...
+    gaps = [v.spec.cutoff - (int(v.spec.train_rows[-1]) + cfg.horizon) for v in vintages]
+    assert min(gaps) >= cfg.embargo
+    # ...so an audit that asks for a longer one fails each vintage whose gap is shorter.
+    audit = leakage_audit(vintages, predicted, ohlcv.index, embargo=min(gaps) + 1)
+    assert audit["verdict"] == "fail"
+    assert "the embargo is" in audit["violations"][0]
+    assert leakage_audit(vintages, predicted, ohlcv.index, embargo=cfg.embargo)["verdict"] == \
+        "pass"
+
+
+def test_audit_fails_a_vintage_whose_training_rows_reach_into_the_embargo(trained):
+    ohlcv, cfg, period, vintages = trained
+    predicted = ohlcv.index[period.start:period.end + 1]
+    leaky = vintages[2]
+    saved = leaky.spec
+    # One extra training row right before the cutoff: its label ends inside the embargo but
+    # still before the first predicted bar, which the per-bar check alone would miss.
+    extra = np.r_[saved.train_rows, saved.cutoff - cfg.horizon - 1]
+    leaky.spec = dataclasses.replace(saved, train_rows=extra)
+    try:
+        audit = leakage_audit(vintages, predicted, ohlcv.index)
+    finally:
+        leaky.spec = saved
+    assert audit["verdict"] == "fail"
+    assert audit["violations"][0].startswith("vintage 2:")
