@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from backtests.report import PAGE_STYLE
+from models import jsonio
 
 CHARTS = {
     "sharpe_heatmap.png": "Sharpe by symbol and cost (mean over windows and sizings)",
@@ -145,7 +145,7 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, Mapping | list):
-        return html.escape(json.dumps(value))
+        return html.escape(jsonio.dumps(value))
     return html.escape(str(value))
 
 

@@ -50,21 +50,25 @@ Saved as ``<name>.keras`` (Keras' native zip: config + weights, no pickle) plus
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import json
-import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from loguru import logger
 
-from models.errors import BundleError, ConfigurationError
-from models.gbm import _as_matrix, _Learner, check_xy, purged_tail_split
+from models.errors import ConfigurationError
+from models.gbm import (
+    BundleFiles,
+    _as_matrix,
+    _Learner,
+    check_xy,
+    native_stderr_to_debug_log,
+    purged_tail_split,
+)
 from models.metrics import information_coefficient, sign_imbalance, variance_collapse
 
 DEEP_LEARNERS = ("lstm", "xlstm")
@@ -94,7 +98,7 @@ def _import_tf(name: str) -> tuple[Any, Any]:
     if tf is not None and keras is not None:  # imported before (None: hidden by a test)
         return tf, keras
     try:
-        with _native_stderr_to_debug_log():
+        with native_stderr_to_debug_log():
             import keras
             import tensorflow as tf
 
@@ -102,30 +106,6 @@ def _import_tf(name: str) -> tuple[Any, Any]:
     except ImportError:
         raise ConfigurationError(missing_tensorflow_message(name)) from None
     return tf, keras
-
-
-@contextlib.contextmanager
-def _native_stderr_to_debug_log() -> Iterator[None]:
-    """Move what is written to file descriptor 2 meanwhile into the debug log.
-
-    TensorFlow's C++ start-up lines (CUDA stub and cuInit probes, CPU features) are written
-    to fd 2 before absl logging is initialised, and no environment variable silences them
-    in TF 2.21 (``TF_CPP_MIN_LOG_LEVEL`` does not); left alone they turn a CLI's one-line
-    error into eight.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            for line in sink.read().decode(errors="replace").splitlines():
-                logger.debug("tensorflow: {}", line)
 
 
 #: Compiled trainers by architecture, with their optimizer's start state (``_trainer``).
@@ -179,6 +159,7 @@ class _SequenceLearner(_Learner):
     """
 
     name = ""
+    model_suffix = ".keras"
     uses_sequences = True
 
     def __init__(self, seq_len: int = 16, units: int = 16, n_blocks: int = 1, n_heads: int = 2,
@@ -345,41 +326,46 @@ class _SequenceLearner(_Learner):
     # ------------------------------------------------------------------ persistence
     def save(self, directory: Path) -> list[Path]:
         self._check_fitted()
-        directory = Path(directory)
-        path = directory / f"{self.name}.keras"
+        path = Path(directory) / self.file_names()[0]
         self.model_.save(path)
-        meta = {"params": self.get_params(), "best_iteration": self.best_iteration_,
-                "x_mean": self.x_mean_.tolist(), "x_scale": self.x_scale_.tolist(),
-                "y_offset": self.y_offset_, "y_scale": self.y_scale_,
-                "collapsed": self.collapsed_, "diagnostics": self.diagnostics_,
-                "n_features_in": self.n_features_in_}
-        params = directory / f"{self.name}.params.json"
-        params.write_text(json.dumps(meta, sort_keys=True, indent=1))
+        params = self._write_params(
+            Path(directory), x_mean=self.x_mean_.tolist(), x_scale=self.x_scale_.tolist(),
+            y_offset=self.y_offset_, y_scale=self.y_scale_, collapsed=self.collapsed_,
+            diagnostics=self.diagnostics_, n_features_in=self.n_features_in_)
         return [path, params]
 
     @classmethod
-    def load(cls, directory: Path) -> _SequenceLearner:
+    def from_files(cls, files: BundleFiles) -> _SequenceLearner:
         _, keras = _import_tf(cls.name)
         import models.deep_layers  # noqa: F401  (registers the custom layers)
 
-        directory = Path(directory)
-        meta = cls._read_params(directory, cls.name)
-        learner = cls(**meta["params"])
-        path = directory / f"{cls.name}.keras"
-        try:
-            learner.model_ = keras.saving.load_model(path, compile=False)
-            learner._infer = None
-        except (OSError, ValueError) as exc:
-            raise BundleError(f"{path}: unreadable Keras model ({exc})") from None
-        learner.best_iteration_ = meta["best_iteration"]
-        learner.x_mean_ = np.asarray(meta["x_mean"], dtype=np.float64)
-        learner.x_scale_ = np.asarray(meta["x_scale"], dtype=np.float64)
-        learner.y_offset_ = float(meta["y_offset"])
-        learner.y_scale_ = float(meta["y_scale"])
-        learner.collapsed_ = bool(meta["collapsed"])
-        learner.diagnostics_ = dict(meta["diagnostics"])
-        learner.n_features_in_ = int(meta["n_features_in"])
+        learner, meta = cls._from_params(files)
+        model_file, params_file = cls.file_names()
+        learner.model_ = files.native(model_file, "Keras model",
+                                      partial(_load_keras, keras, model_file))
+        learner._infer = None
+        with files.reading(params_file):
+            learner.x_mean_ = np.asarray(meta["x_mean"], dtype=np.float64)
+            learner.x_scale_ = np.asarray(meta["x_scale"], dtype=np.float64)
+            learner.y_offset_ = float(meta["y_offset"])
+            learner.y_scale_ = float(meta["y_scale"])
+            learner.collapsed_ = bool(meta["collapsed"])
+            learner.diagnostics_ = dict(meta["diagnostics"])
+            learner.n_features_in_ = int(meta["n_features_in"])
         return learner
+
+
+def _load_keras(keras: Any, name: str, raw: bytes) -> Any:
+    """A Keras model from the bytes of its ``.keras`` file.
+
+    Keras opens a ``.keras`` zip by path only, so the verified bytes are written to a private
+    copy: the file the bundle holds is not read a second time.  ``safe_mode`` (the default)
+    refuses lambdas and other code in the file.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(raw)
+        return keras.saving.load_model(path, compile=False)
 
 
 class LSTMLearner(_SequenceLearner):

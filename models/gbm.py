@@ -5,20 +5,36 @@ Each learner early-stops on a *purged* validation tail of its own training windo
 training label overlaps the validation period.  The fitted booster is truncated to its best
 iteration, so what is saved is exactly what predicts.  Models are stored in their native formats
 only (XGBoost UBJSON, LightGBM text), never pickled.
+
+A saved model is read through :class:`BundleFiles`: from a directory, or from bytes that
+:func:`models.artifacts.load_bundle` has already checked against the manifest, so that what is
+loaded is exactly what was verified.  Every learner declares the files it reads
+(:meth:`_Learner.file_names`), and a file the native library cannot parse is refused with a
+:class:`BundleError` naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
+from loguru import logger
 
+from models import jsonio
 from models.errors import BundleError, ConfigurationError, NotFittedError
+
+T = TypeVar("T")
+_XGB_PREFIX = re.compile(r"^\[[\d:]+\] \S+?:\d+: ")
 
 
 def purged_tail_split(n_rows: int, val_fraction: float, purge: int) -> tuple[slice, slice]:
@@ -65,12 +81,153 @@ def check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
+def brief(exc: BaseException, limit: int = 160) -> str:
+    """The first line of ``exc``'s message, cut to ``limit`` characters, for a one-line error."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def native_stderr_to_debug_log() -> Iterator[None]:
+    """Move what is written to file descriptor 2 meanwhile into the debug log.
+
+    Native libraries write there directly, past Python: TensorFlow's C++ start-up lines, and
+    LightGBM's ``[LightGBM] [Fatal]`` line before it raises.  Left alone they turn a CLI's
+    one-line error into several.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                logger.debug("native: {}", line)
+
+
+class BundleFiles:
+    """The files of a saved model, by name: read from ``directory``, or served from
+    ``verified`` bytes only.
+
+    :func:`models.artifacts.load_bundle` passes the bytes it checked against the manifest's
+    sha256, so a loader never reads a file twice or reads one that was not verified; a name
+    those bytes lack was not listed in the manifest and is refused.  Without ``verified``
+    (``learner.load(directory)``) the files are read from disk as they are.
+    """
+
+    def __init__(self, directory: Path, verified: Mapping[str, bytes] | None = None) -> None:
+        self.directory = Path(directory)
+        self._verified = None if verified is None else dict(verified)
+
+    def path(self, name: str) -> Path:
+        """Where ``name`` lies (for messages; never read directly once verified)."""
+        return self.directory / name
+
+    def __contains__(self, name: object) -> bool:
+        if self._verified is not None:
+            return name in self._verified
+        return isinstance(name, str) and self.path(name).is_file()
+
+    def _absent(self, name: str) -> BundleError:
+        if self._verified is not None:
+            return BundleError(f"{self.path(name)}: the model reads it but the bundle's "
+                               "manifest.json does not list it; retrain the bundle")
+        return BundleError(f"{self.path(name)}: missing; re-save the model")
+
+    def require(self, names: Iterable[str]) -> None:
+        """Refuse the first of ``names`` that is not there (before loading anything)."""
+        for name in names:
+            if name not in self:
+                raise self._absent(name)
+
+    def error(self, name: str, problem: str) -> BundleError:
+        """The one-line error for ``name``: its path, the problem and the fix."""
+        return BundleError(f"{self.path(name)}: {problem}; restore it or retrain the bundle")
+
+    def read(self, name: str) -> bytes:
+        """The bytes of ``name``; a BundleError when it is absent (or was not verified)."""
+        if self._verified is not None:
+            if name not in self._verified:
+                raise self._absent(name)
+            return self._verified[name]
+        try:
+            return self.path(name).read_bytes()
+        except FileNotFoundError:
+            raise self._absent(name) from None
+        except OSError as exc:
+            raise self.error(name, f"unreadable ({exc.strerror})") from None
+
+    def json(self, name: str) -> dict[str, Any]:
+        """The file's strict JSON object (no NaN, bounded nesting)."""
+        try:
+            value = jsonio.loads(self.read(name))
+        except ValueError as exc:
+            raise self.error(name, f"not valid JSON ({brief(exc)})") from None
+        if not isinstance(value, dict):
+            raise self.error(name, f"holds a JSON {type(value).__name__}, not an object")
+        return value
+
+    @contextlib.contextmanager
+    def reading(self, name: str) -> Iterator[None]:
+        """Turn a missing key or a wrong value met while using ``name``'s content into a
+        BundleError naming the file, instead of a traceback."""
+        try:
+            yield
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise self.error(name, f"unexpected content ({type(exc).__name__}: "
+                                   f"{brief(exc)})") from None
+
+    def native(self, name: str, what: str, load: Callable[[bytes], T]) -> T:
+        """``load(bytes of name)``, with the library's failure turned into a BundleError."""
+        raw = self.read(name)
+        if not raw:  # XGBoost aborts the process on an empty buffer
+            raise self.error(name, f"empty, not {what}")
+        try:
+            with native_stderr_to_debug_log():
+                return load(raw)
+        except Exception as exc:  # each library fails in its own way; all mean "not a model"
+            raise self.error(name, f"not a readable {what} ({brief(exc)})") from None
+
+
+def load_xgb_booster(raw: bytes) -> xgb.Booster:
+    """An XGBoost booster from the bytes of its saved model (UBJSON or JSON)."""
+    booster = xgb.Booster()
+    try:
+        booster.load_model(bytearray(raw))
+    except xgb.core.XGBoostError as exc:  # its first line leads with a time and a source file
+        raise ValueError(_XGB_PREFIX.sub("", brief(exc))) from None
+    return booster
+
+
+def load_lgbm_booster(raw: bytes) -> lgb.Booster:
+    """A LightGBM booster from the bytes of its text model."""
+    text = raw.decode("utf-8")
+    # LightGBM aborts the whole process, past any exception handler, on a tree cut short:
+    # refuse a model text that does not reach its end first.
+    if "\nend of trees" not in text:
+        raise ValueError("no 'end of trees' line: cut short, or not a LightGBM model")
+    return lgb.Booster(model_str=text)
+
+
 class _Learner:
     """Shared estimator plumbing: parameters, fit checks and the saved parameter file."""
 
     name: ClassVar[str] = ""
+    #: Suffix of the native model file (``<name><suffix>``).
+    model_suffix: ClassVar[str] = ""
     #: Earlier rows a prediction reads (0: each row alone; see ``models.deep``).
     context_rows: ClassVar[int] = 0
+
+    @classmethod
+    def file_names(cls) -> tuple[str, str]:
+        """The files ``save`` writes and ``load`` reads: the native model, then its parameters."""
+        return f"{cls.name}{cls.model_suffix}", f"{cls.name}.params.json"
 
     def get_params(self) -> dict[str, Any]:
         """The constructor's parameters, read from its signature (as scikit-learn does)."""
@@ -86,19 +243,32 @@ class _Learner:
         tr, va = purged_tail_split(len(y), self.val_fraction, self.purge)
         return X[tr], y[tr], X[va], y[va]
 
-    def _write_params(self, directory: Path) -> Path:
-        path = directory / f"{self.name}.params.json"
-        meta = {"params": self.get_params(), "best_iteration": self.best_iteration_}
-        path.write_text(json.dumps(meta, sort_keys=True, indent=1))
+    def _write_params(self, directory: Path, **extra: Any) -> Path:
+        path = Path(directory) / self.file_names()[1]
+        meta = {"params": self.get_params(), "best_iteration": self.best_iteration_, **extra}
+        jsonio.write_text_atomic(path, jsonio.dumps(meta, sort_keys=True, indent=1))
         return path
 
-    @staticmethod
-    def _read_params(directory: Path, name: str) -> dict[str, Any]:
-        path = directory / f"{name}.params.json"
-        try:
-            return json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise BundleError(f"{path}: missing; re-save the model") from exc
+    @classmethod
+    def _from_params(cls, files: BundleFiles) -> tuple[Self, dict[str, Any]]:
+        """A learner built from its parameter file, and that file's content."""
+        name = cls.file_names()[1]
+        meta = files.json(name)
+        with files.reading(name):
+            learner = cls(**dict(meta["params"]))
+            learner.best_iteration_ = int(meta["best_iteration"])
+        return learner, meta
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        """The learner saved in ``directory``, read as it is (a bundle is verified first:
+        :func:`models.artifacts.load_bundle`)."""
+        return cls.from_files(BundleFiles(directory))
+
+    @classmethod
+    def from_files(cls, files: BundleFiles) -> Self:
+        """The learner from :meth:`file_names` in ``files``."""
+        raise NotImplementedError
 
 
 class XGBLearner(_Learner):
@@ -122,6 +292,8 @@ class XGBLearner(_Learner):
     """
 
     name = "xgb"
+    model_suffix = ".ubj"
+
     def __init__(self, n_estimators: int = 400, learning_rate: float = 0.03, max_depth: int = 3,
                  min_child_weight: float = 20.0, subsample: float = 0.8,
                  colsample_bytree: float = 0.8, reg_lambda: float = 1.0,
@@ -173,23 +345,15 @@ class XGBLearner(_Learner):
 
     def save(self, directory: Path) -> list[Path]:
         self._check_fitted()
-        path = Path(directory) / "xgb.ubj"
+        path = Path(directory) / self.file_names()[0]
         self.booster_.save_model(str(path))
         return [path, self._write_params(Path(directory))]
 
     @classmethod
-    def load(cls, directory: Path) -> XGBLearner:
-        directory = Path(directory)
-        meta = cls._read_params(directory, cls.name)
-        learner = cls(**meta["params"])
-        booster = xgb.Booster()
-        try:
-            booster.load_model(str(directory / "xgb.ubj"))
-        except xgb.core.XGBoostError as exc:
-            raise BundleError(f"{directory / 'xgb.ubj'}: unreadable XGBoost model") from exc
-        learner.booster_ = booster
-        learner.best_iteration_ = meta["best_iteration"]
-        learner.n_features_in_ = booster.num_features()
+    def from_files(cls, files: BundleFiles) -> XGBLearner:
+        learner, _ = cls._from_params(files)
+        learner.booster_ = files.native(cls.file_names()[0], "XGBoost model", load_xgb_booster)
+        learner.n_features_in_ = learner.booster_.num_features()
         return learner
 
 
@@ -201,6 +365,8 @@ class LGBMLearner(_Learner):
     """
 
     name = "lgbm"
+    model_suffix = ".txt"
+
     def __init__(self, n_estimators: int = 400, learning_rate: float = 0.03,
                  num_leaves: int = 7, min_child_samples: int = 40, subsample: float = 0.8,
                  colsample_bytree: float = 0.8, reg_lambda: float = 1.0,
@@ -255,20 +421,15 @@ class LGBMLearner(_Learner):
 
     def save(self, directory: Path) -> list[Path]:
         self._check_fitted()
-        path = Path(directory) / "lgbm.txt"
+        path = Path(directory) / self.file_names()[0]
         self.booster_.save_model(str(path))
         return [path, self._write_params(Path(directory))]
 
     @classmethod
-    def load(cls, directory: Path) -> LGBMLearner:
-        directory = Path(directory)
-        meta = cls._read_params(directory, cls.name)
-        learner = cls(**meta["params"])
-        try:
-            learner.booster_ = lgb.Booster(model_file=str(directory / "lgbm.txt"))
-        except lgb.basic.LightGBMError as exc:
-            raise BundleError(f"{directory / 'lgbm.txt'}: unreadable LightGBM model") from exc
-        learner.best_iteration_ = meta["best_iteration"]
+    def from_files(cls, files: BundleFiles) -> LGBMLearner:
+        learner, _ = cls._from_params(files)
+        learner.booster_ = files.native(cls.file_names()[0], "LightGBM model",
+                                        load_lgbm_booster)
         learner.n_features_in_ = learner.booster_.num_feature()
         return learner
 

@@ -4,7 +4,8 @@ Python's ``json`` writes ``NaN`` and ``Infinity`` by default, which ``jq``, brow
 parsers reject.  Everything written goes through :func:`dumps`: non-finite floats become
 ``null``, numpy scalars and arrays become Python numbers and lists, dates become ISO text, and
 ``allow_nan=False`` makes a slip raise instead of writing a non-standard file.  :func:`loads`
-is the matching strict reader for untrusted files (bundles, journals, snapshots).
+is the matching strict reader for untrusted files (bundles, journals, snapshots): it refuses
+``NaN``/``Infinity`` and nesting too deep for Python's parser, both as ValueError.
 
 It lives in ``models`` because every package may use it and it imports no engine.
 """
@@ -45,13 +46,29 @@ def dumps(value: Any, **kwargs: Any) -> str:
     return json.dumps(jsonable(value), allow_nan=False, **kwargs)
 
 
+class NonStandardNumber(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in a JSON text: no standard parser reads them."""
+
+
 def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
+    raise NonStandardNumber(f"{name} is not valid JSON")
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse strict JSON: ``NaN``, ``Infinity`` and ``-Infinity`` are refused (ValueError)."""
-    return json.loads(text, parse_constant=_refuse_constant)
+    """Parse strict JSON.
+
+    Raises
+    ------
+    NonStandardNumber
+        The text holds ``NaN``, ``Infinity`` or ``-Infinity``.
+    ValueError
+        Anything else that is not JSON, including nesting deeper than Python's parser goes
+        (which raises RecursionError on its own).
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -13,11 +13,13 @@ Meta-learners: ``mean`` (equal weights), ``elasticnet`` (non-negative ElasticNet
 the base predictions, no intercept), ``xgb`` (a shallow XGBoost on the base predictions plus
 model-agreement and volatility/trend regime features).  Every part is saved in a native
 format: learner files, ``stack.json`` for weights and metadata, ``meta_xgb.ubj``.
+:meth:`StackedEnsemble.files_needed` names every file loading reads, so that a bundle's
+manifest can be checked to cover them all.
 """
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,18 +29,23 @@ import xgboost as xgb
 from loguru import logger
 from sklearn.linear_model import ElasticNet
 
-from models.errors import BundleError, ConfigurationError, NotFittedError
+from models import jsonio
+from models.errors import ConfigurationError, NotFittedError
 from models.gbm import (
     DEEP_LEARNERS,
     KNOWN_LEARNERS,
+    BundleFiles,
     check_learner_name,
     learner_class,
+    load_xgb_booster,
     make_learner,
 )
 from models.metrics import direction_accuracy, information_coefficient, variance_collapse
 from models.walkforward import out_of_fold, walk_forward_splits
 
 META_LEARNERS = ("mean", "elasticnet", "xgb")
+STATE_FILE = "stack.json"
+META_BOOSTER_FILE = "meta_xgb.ubj"
 _REGIME = ("vol_21", "vol_63", "ma_dist_50")
 
 
@@ -304,7 +311,7 @@ class StackedEnsemble:
             files += lr.save(directory)
         meta = {k: v for k, v in self.meta_.items() if k != "booster"}
         if "booster" in self.meta_:
-            path = directory / "meta_xgb.ubj"
+            path = directory / META_BOOSTER_FILE
             self.meta_["booster"].save_model(str(path))
             files.append(path)
         state = {
@@ -313,8 +320,8 @@ class StackedEnsemble:
             "meta": meta, "validation": self.validation_, "n_features_in": self.n_features_in_,
             "excluded": self.excluded_,
         }
-        path = directory / "stack.json"
-        path.write_text(json.dumps(state, indent=1, sort_keys=True))
+        path = directory / STATE_FILE
+        jsonio.write_text_atomic(path, jsonio.dumps(state, indent=1, sort_keys=True))
         return [*files, path]
 
     def get_params(self) -> dict[str, Any]:
@@ -323,23 +330,64 @@ class StackedEnsemble:
         return {k: list(v) if isinstance(v, tuple) else v
                 for k, v in ((k, getattr(self, k)) for k in keys)}
 
+    @staticmethod
+    def read_state(files: BundleFiles) -> dict[str, Any]:
+        """``stack.json``, with its learners and meta-learner checked against the known ones."""
+        state = files.json(STATE_FILE)
+        params = state.get("params")
+        models = params.get("models") if isinstance(params, dict) else None
+        if not (isinstance(models, list) and models and all(m in KNOWN_LEARNERS for m in models)):
+            raise files.error(STATE_FILE, f"params.models must list learners among "
+                                          f"{', '.join(KNOWN_LEARNERS)}")
+        if params.get("meta") not in META_LEARNERS:
+            raise files.error(STATE_FILE, f"params.meta must be one of {', '.join(META_LEARNERS)}")
+        return state
+
+    @staticmethod
+    def files_needed(state: dict[str, Any]) -> list[str]:
+        """Every file :meth:`from_files` reads, given ``state`` (from :meth:`read_state`)."""
+        names = [STATE_FILE]
+        for m in state["params"]["models"]:
+            names += learner_class(m).file_names()
+        if state["params"]["meta"] == "xgb":
+            names.append(META_BOOSTER_FILE)
+        return names
+
     @classmethod
     def load(cls, directory: Path) -> StackedEnsemble:
-        directory = Path(directory)
-        try:
-            state = json.loads((directory / "stack.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise BundleError(f"{directory / 'stack.json'}: missing or unreadable") from exc
-        est = cls(**state["params"])
-        est.learners_ = [learner_class(m).load(directory) for m in est.models]
-        est.excluded_ = dict(state.get("excluded", {}))
-        est.selected_ = np.asarray(state["selected"], dtype=np.int64)
-        est.selection_used_ = state["selection_used"]
-        est.validation_ = state["validation"]
-        est.n_features_in_ = int(state["n_features_in"])
-        est.meta_ = dict(state["meta"])
+        """The stack saved in ``directory``, read as it is (a bundle is verified first:
+        :func:`models.artifacts.load_bundle`)."""
+        return cls.from_files(BundleFiles(directory))
+
+    @classmethod
+    def from_files(cls, files: BundleFiles) -> StackedEnsemble:
+        """The stack from ``files``; it reads exactly :meth:`files_needed`."""
+        state = cls.read_state(files)
+        files.require(cls.files_needed(state))
+        with files.reading(STATE_FILE):
+            est = cls(**state["params"])
+            est.excluded_ = dict(state.get("excluded", {}))
+            est.selected_ = np.asarray(state["selected"], dtype=np.int64)
+            est.selection_used_ = str(state["selection_used"])
+            est.validation_ = dict(state["validation"])
+            est.n_features_in_ = int(state["n_features_in"])
+            est.meta_ = dict(state["meta"])
+            est._check_loaded_state()
+        est.learners_ = [learner_class(m).from_files(files) for m in est.models]
         if est.meta == "xgb":
-            booster = xgb.Booster()
-            booster.load_model(str(directory / "meta_xgb.ubj"))
-            est.meta_["booster"] = booster
+            est.meta_["booster"] = files.native(META_BOOSTER_FILE, "XGBoost model",
+                                                load_xgb_booster)
         return est
+
+    def _check_loaded_state(self) -> None:
+        """Raise ValueError where ``stack.json`` cannot describe this stack: selected columns
+        outside the input, or meta weights that are not one finite number per learner."""
+        selected = self.selected_
+        if selected.ndim != 1 or not ((selected >= 0) & (selected < self.n_features_in_)).all():
+            raise ValueError(f"selected columns must lie in 0..{self.n_features_in_ - 1}")
+        if self.meta == "xgb":
+            return
+        weights = self.meta_["weights"]
+        if (not isinstance(weights, list) or len(weights) != len(self.models)
+                or not all(isinstance(w, int | float) and math.isfinite(w) for w in weights)):
+            raise ValueError(f"meta.weights must be {len(self.models)} finite numbers")

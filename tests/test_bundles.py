@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -12,9 +13,11 @@ import pytest
 from backtests.config import load_config
 from backtests.runner import Period, train_vintages
 from backtests.train import GateRefused, train_bundle
-from models.artifacts import MANIFEST, load_bundle
-from models.errors import BundleError
+from models.artifacts import MANIFEST, load_bundle, save_bundle, verify_bundle
+from models.errors import BundleError, ConfigurationError
 from models.features import FEATURE_NAMES, build_features
+from models.gbm import BundleFiles
+from models.stacking import StackedEnsemble
 from models.walkforward import walk_forward_splits
 from tests.synthetic import ar1_returns, random_walk, write_csv
 from tests.test_cli import assert_bad_input, run_cli
@@ -22,15 +25,24 @@ from tests.test_cli import assert_bad_input, run_cli
 TRAIN = {"horizon": 1, "retrain_every": 252, "end": "2005-12-30"}
 
 
+def write_planted(folder: Path) -> Path:
+    """An AR(1) series with a planted edge, 2000-01-03..2006-11 (1800 business days)."""
+    return write_csv(ar1_returns(n=1800, seed=11), folder / "ar1.csv")
+
+
+def train_planted(data: Path, out: Path) -> Path:
+    """A gated xgb+lgbm bundle on ``data`` up to 2005-12-30, horizon 1 (a few seconds)."""
+    return train_bundle(load_config(None, {"data": str(data), **TRAIN}), out, progress=False)
+
+
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory) -> Path:
-    return write_csv(ar1_returns(n=1800, seed=11), tmp_path_factory.mktemp("d") / "ar1.csv")
+    return write_planted(tmp_path_factory.mktemp("d"))
 
 
 @pytest.fixture(scope="module")
 def bundle(planted, tmp_path_factory) -> Path:
-    cfg = load_config(None, {"data": str(planted), **TRAIN})
-    return train_bundle(cfg, tmp_path_factory.mktemp("b") / "bundle", progress=False)
+    return train_planted(planted, tmp_path_factory.mktemp("b") / "bundle")
 
 
 @pytest.fixture
@@ -192,3 +204,109 @@ def test_backtest_of_a_missing_bundle_exits_2_with_the_fix(planted, tmp_path):
     proc = run_cli("backtest", "--data", str(planted), "--bundle", str(tmp_path / "nope"),
                    "--horizon", "1", "--out", str(tmp_path / "r"), cwd=tmp_path)
     assert_bad_input(proc, "no manifest.json", "ensemble-bt train", out=tmp_path / "r")
+
+
+# ---------------------------------------------------------------- manifest and file checks
+def _edit_manifest(bundle: Path, edit) -> None:
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    edit(manifest)
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _rehash(bundle: Path, name: str) -> None:
+    digest = hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+    _edit_manifest(bundle, lambda m: m["files"].__setitem__(name, digest))
+
+
+def test_the_manifest_lists_exactly_the_files_the_model_reads(bundle):
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    state = StackedEnsemble.read_state(BundleFiles(bundle))
+    assert sorted(StackedEnsemble.files_needed(state)) == sorted(manifest["files"])
+
+
+@pytest.mark.parametrize(("edit", "needles"), [
+    (lambda m: m["files"].__setitem__("xgb.ubj", 12345), ["files['xgb.ubj']", "12345"]),
+    (lambda m: m["files"].__setitem__("../stack.json", "0" * 64), ["'../stack.json'"]),
+    (lambda m: m.__setitem__("feature_names", "ret_1,ret_2"), ["feature_names", "list"]),
+    (lambda m: m["feature_names"].__setitem__(0, 1), ["feature_names[0]", "string"]),
+    (lambda m: m.__setitem__("horizon", "1"), ["horizon", "integer"]),
+    (lambda m: m.__setitem__("horizon", 1.5), ["horizon", "integer"]),
+    (lambda m: m.__setitem__("horizon", True), ["horizon", "integer"]),
+    (lambda m: m["training_window"].__setitem__("start", "2007-01-01"), ["after end"]),
+    (lambda m: m["training_window"].__setitem__("rows", "1465"), ["training_window.rows"]),
+    (lambda m: m["training_window"].__setitem__("end", "x" * 5000), ["not a date"]),
+    (lambda m: m.__setitem__("schema_version", 2), ["schema_version", "another version"]),
+    (lambda m: m.pop("files"), ["files", "required"]),
+])
+def test_a_manifest_of_the_wrong_shape_is_refused_naming_the_key(edit, needles, copy):
+    _edit_manifest(copy, edit)
+    with pytest.raises(BundleError) as info:
+        load_bundle(copy)
+    message = str(info.value)
+    assert message.startswith(f"{copy / MANIFEST}: ") and "retrain" in message
+    assert len(message) < 400 and "\n" not in message
+    for needle in needles:
+        assert needle in message
+
+
+@pytest.mark.parametrize(("name", "content", "needle"), [
+    ("stack.json", '{"params": {"models": ["xgb", "lgbm"], "meta": "mean"}}', "selected"),
+    ("stack.json", '{"params": {"models": ["rnn"], "meta": "mean"}}', "params.models"),
+    ("stack.json", "[1, 2]", "not an object"),
+    ("xgb.params.json", '{"params": {"depth": 3}, "best_iteration": 3}', "depth"),
+    ("xgb.ubj", "", "empty"),  # XGBoost itself aborts the process on an empty model
+])
+def test_a_rehashed_file_the_loader_cannot_use_is_refused_naming_it(name, content, needle,
+                                                                    copy):
+    (copy / name).write_text(content)
+    _rehash(copy, name)
+    with pytest.raises(BundleError, match=f"{name}: .*{needle}"):
+        load_bundle(copy)
+
+
+def test_stack_weights_that_do_not_match_the_learners_are_refused(copy):
+    state = json.loads((copy / "stack.json").read_text())
+    state["meta"]["weights"] = [1.0]
+    (copy / "stack.json").write_text(json.dumps(state))
+    _rehash(copy, "stack.json")
+    with pytest.raises(BundleError, match="stack.json: .*2 finite numbers"):
+        load_bundle(copy)
+
+
+def test_the_model_is_built_from_the_bytes_that_were_verified(bundle, copy):
+    manifest, files = verify_bundle(copy)
+    (copy / "stack.json").write_text("changed after the check")
+    (copy / "xgb.ubj").unlink()
+    model = StackedEnsemble.from_files(files)
+    X = build_features(ar1_returns(n=1800, seed=11)).to_numpy()[200:300]
+    assert np.array_equal(model.predict(X), load_bundle(bundle)[0].predict(X))
+    assert manifest["files"] == json.loads((bundle / MANIFEST).read_text())["files"]
+
+
+def test_a_nan_the_trainer_could_not_avoid_is_written_as_null_and_read_back_as_nan(copy):
+    model, _ = load_bundle(copy)
+    save_bundle(copy, model, feature_names=list(FEATURE_NAMES), horizon=1,
+                holdout_dir_acc=float("nan"), wfe=float("inf"),
+                training_window={"start": "2000-05-19", "end": "2005-12-30", "rows": 10})
+    text = (copy / MANIFEST).read_text()
+    manifest = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the manifest"))
+    assert manifest["holdout_dir_acc"] is None and manifest["wfe"] is None
+    _, loaded = load_bundle(copy)
+    assert np.isnan(loaded["holdout_dir_acc"])
+
+
+def test_save_bundle_refuses_to_write_a_manifest_that_loading_would_refuse(copy):
+    model, _ = load_bundle(copy)
+    before = (copy / MANIFEST).read_bytes()
+    with pytest.raises(BundleError, match="horizon"):
+        save_bundle(copy, model, feature_names=list(FEATURE_NAMES), horizon="1")
+    assert (copy / MANIFEST).read_bytes() == before
+
+
+def test_train_refuses_an_out_folder_that_holds_other_files_before_training(planted, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigurationError, match="notes.txt.*not a bundle"):
+        train_planted(planted, out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

@@ -111,6 +111,26 @@ def test_a_deep_learner_fits_reproducibly_and_round_trips(name, xy, tmp_path):
     assert loaded.get_params() == est.get_params()
 
 
+def test_a_keras_file_replaced_by_another_format_is_refused_naming_it(xy, tmp_path, capfd):
+    _needs_tf()
+    import io
+    import zipfile
+
+    from models.errors import BundleError
+    from models.gbm import learner_class
+
+    make_learner("xlstm", purge=2, seed=1, **SMALL).fit(*xy).save(tmp_path)
+    other = io.BytesIO()
+    with zipfile.ZipFile(other, "w") as archive:  # a zip, but not of a model Keras knows
+        archive.writestr("config.json", '{"class_name": "NoSuchLayer", "config": {}}')
+        archive.writestr("metadata.json", "{}")
+    for content in (b'{"class_name": "Functional"}', other.getvalue()):
+        (tmp_path / "xlstm.keras").write_bytes(content)
+        with pytest.raises(BundleError, match="xlstm.keras: not a readable Keras model"):
+            learner_class("xlstm").load(tmp_path)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_causal_window_of_a_row_never_holds_a_later_row():
     from models.deep import causal_windows
 

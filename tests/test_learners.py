@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from models.errors import ConfigurationError, NotFittedError
+from models.errors import BundleError, ConfigurationError, NotFittedError
 from models.gbm import LEARNERS, make_learner, purged_tail_split
 from models.stacking import META_LEARNERS, StackedEnsemble
 
@@ -156,3 +158,34 @@ def test_shap_selection_uses_shap_when_installed(xy):
     stack = StackedEnsemble(meta="mean", purge=2, embargo=2, top_k=2, selection="shap").fit(X, y)
     assert stack.selection_used_ == "shap"
     assert 0 in stack.selected_
+
+
+@pytest.fixture(scope="module")
+def saved_learners(xy, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("learners")
+    for name in LEARNERS:
+        make_learner(name, purge=2).fit(*xy).save(folder)
+    return folder
+
+
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_a_learner_saves_exactly_the_files_it_declares(name, xy, tmp_path):
+    files = make_learner(name, purge=2).fit(*xy).save(tmp_path)
+    assert sorted(f.name for f in files) == sorted(LEARNERS[name].file_names())
+
+
+@pytest.mark.parametrize(("name", "replacement", "needle"), [
+    ("xgb", lambda folder: (folder / "lgbm.txt").read_bytes(), "XGBoost model"),
+    ("xgb", lambda folder: bytes(range(256)) * 4, "XGBoost model"),
+    ("lgbm", lambda folder: (folder / "xgb.ubj").read_bytes(), "LightGBM model"),
+    ("lgbm", lambda folder: b"tree\nversion=v4\nend of trees\n", "LightGBM model"),
+    ("lgbm", lambda folder: (folder / "lgbm.txt").read_bytes()[:2000], "LightGBM.*cut short"),
+])
+def test_a_model_file_in_another_format_is_refused_naming_it_and_quietly(
+        name, replacement, needle, saved_learners, tmp_path, capfd):
+    folder = Path(shutil.copytree(saved_learners, tmp_path / "m"))
+    model_file = LEARNERS[name].file_names()[0]
+    (folder / model_file).write_bytes(replacement(saved_learners))
+    with pytest.raises(BundleError, match=f"{model_file}: not a readable {needle}"):
+        LEARNERS[name].load(folder)
+    assert capfd.readouterr().err == ""  # LightGBM's own "[Fatal]" line went to the debug log
