@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import numbers
 from collections.abc import Mapping
@@ -21,6 +20,8 @@ import pandas as pd
 from loguru import logger
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from models import jsonio
 
 REQUIRED_COLUMNS = ("equity", "drawdown", "position_weight")
 # Shown as signed percentages: fractions where 2.63 means +263 %.
@@ -116,7 +117,7 @@ def _format_value(key: str, value: Any) -> str:
             return f"{value:.2%}"
         return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.4f}"
     if isinstance(value, Mapping | list | tuple):
-        return json.dumps(value, default=str)
+        return jsonio.dumps(value, default=str)
     return str(value)
 
 

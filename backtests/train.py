@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from loguru import logger
 from backtests.config import BacktestConfig
 from backtests.datasets import load_dataset
 from backtests.runner import resolve_period, stack_factory, train_vintages
-from models.artifacts import save_bundle
+from models.artifacts import MANIFEST, save_bundle
 from models.errors import ConfigurationError
 from models.features import FEATURE_NAMES, build_features
 from models.metrics import (
@@ -77,14 +78,22 @@ def gate_failures(report: dict[str, Any]) -> list[str]:
 
 
 def _check_writable(out: Path) -> None:
-    """Fail before training, not after it, when the bundle cannot be written."""
+    """Fail before training, not after it, when the bundle cannot be written, or could not be
+    loaded: a bundle holds only its own files, so ``out`` is new, empty or a bundle."""
     if out.exists() and not out.is_dir():
         raise ConfigurationError(f"--out {out}: is a file, not a bundle directory")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigurationError(f"--out {out}: cannot create it ({exc.strerror}); choose a "
-                                 "writable folder") from None
+    if out.is_dir() and not (out / MANIFEST).is_file():
+        other = next(iter(sorted(out.iterdir())), None)
+        if other is not None:
+            raise ConfigurationError(f"--out {out}: holds {other.name[:80]!r} and is not a "
+                                     "bundle; a bundle holds only its own files: choose a new "
+                                     "folder")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # the folder the new ones will be created in
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigurationError(f"--out {out}: cannot create it under {parent}; choose a "
+                                 "writable folder")
 
 
 def train_bundle(cfg: BacktestConfig, out: Path, skip_gate: bool = False,
@@ -96,11 +105,11 @@ def train_bundle(cfg: BacktestConfig, out: Path, skip_gate: bool = False,
         ohlcv = ohlcv.loc[: pd.Timestamp(cfg.end)]
     report = walk_forward_report(ohlcv, cfg, progress)
     reasons = gate_failures(report)
-    logger.info("walk-forward: validation accuracy {:.4f}, test accuracy {:.4f}, WFE {:.1f}%",
-                report["validation_dir_acc"], report["test_dir_acc"], report["wfe"])
     if reasons and not skip_gate:
         raise GateRefused("the walk-forward gate refused the bundle: " + "; ".join(reasons)
                           + " (--skip-gate overrides and is recorded in the manifest)")
+    logger.info("walk-forward: validation accuracy {:.4f}, test accuracy {:.4f}, WFE {:.1f}%",
+                report["validation_dir_acc"], report["test_dir_acc"], report["wfe"])
     features = build_features(ohlcv)
     target = forward_log_return(ohlcv["close"], cfg.horizon)
     rows = np.flatnonzero(features.notna().all(axis=1).to_numpy() & target.notna().to_numpy())

@@ -38,6 +38,7 @@ import pandas as pd
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
 
+from models import jsonio
 from models.artifacts import read_manifest
 from models.errors import BundleError, DataError
 
@@ -185,9 +186,7 @@ class Retrainer:
     def _save_state(self, **updates: Any) -> None:
         state = {**self._state(), **updates}
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.work_dir / f".{LAST_FILE}.tmp"
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        os.replace(tmp, self.work_dir / LAST_FILE)
+        jsonio.write_json(self.work_dir / LAST_FILE, state)
 
     def due(self, day: pd.Timestamp) -> bool:
         """Whether to start a retrain on ``day``.

@@ -29,6 +29,7 @@ from loguru import logger
 from live.sim_faults import FaultInjector
 from live.sim_json import bar_json, trade_update_json
 from live.sim_state import SimState, bar_timestamp
+from models import jsonio
 
 DATA_FEEDS = ("iex", "sip", "test")
 TRADING_STREAM_PATH = "/stream"
@@ -86,7 +87,7 @@ class DataClient:
         """Send a list of messages as one frame; ``False`` when the peer is gone."""
         if self.binary:
             return await _send_quietly(self.ws, msgpack.packb(messages))
-        return await _send_quietly(self.ws, json.dumps(messages, default=_json_default))
+        return await _send_quietly(self.ws, jsonio.dumps(messages, default=_json_default))
 
     def subscription_message(self) -> dict[str, Any]:
         """The ``subscription`` reply listing every channel."""
@@ -183,7 +184,7 @@ class StreamHub:
             while self._published < len(self.state.events):
                 event = self.state.events[self._published]
                 self._published += 1
-                payload = json.dumps(trade_update_json(event)).encode()
+                payload = jsonio.dumps(trade_update_json(event)).encode()
                 for ws in list(self.trade_listeners):
                     if not await _send_quietly(ws, payload):
                         self.stop_listening(ws)
@@ -325,7 +326,7 @@ def _auth_reply(action: str, authorized: bool) -> dict[str, Any]:
 
 
 async def _send_json(ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
-    await _send_quietly(ws, json.dumps(message).encode())
+    await _send_quietly(ws, jsonio.dumps(message).encode())
 
 
 async def _trading_auth(hub: StreamHub, ws: web.WebSocketResponse,

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from models import jsonio
+
 
 @dataclass(frozen=True)
 class BreakerState:
@@ -28,8 +30,8 @@ class BreakerState:
     trips: int = 0
 
     def to_json(self) -> str:
-        # repr of a float round-trips exactly through json.
-        return json.dumps(asdict(self), sort_keys=True)
+        # repr of a float round-trips exactly through json; strict: never NaN.
+        return jsonio.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> BreakerState:
