@@ -15,6 +15,7 @@ import importlib
 import importlib.util
 import os
 import stat
+import warnings
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 
@@ -275,9 +276,10 @@ def _clocks(stamps: pd.Series) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
     """
     if isinstance(stamps.dtype, pd.DatetimeTZDtype):
         aware = pd.DatetimeIndex(stamps)
-        return aware.tz_localize(None).as_unit("ns"), _new_york(aware)
+        aware = aware.where(_in_range(aware.tz_convert(None)).notna(), pd.NaT)
+        return _in_range(aware.tz_localize(None)), _new_york(aware)
     if pd.api.types.is_datetime64_dtype(stamps.dtype):
-        naive = pd.DatetimeIndex(stamps).as_unit("ns")
+        naive = _in_range(pd.DatetimeIndex(stamps))
         return naive, naive
     text = stamps.astype("string").str.strip().reset_index(drop=True)
     own_wall = text.str.extract(_ZONED, expand=False)
@@ -306,8 +308,17 @@ def _parse_naive(text: pd.Series) -> pd.DatetimeIndex:
     """ISO 8601; a column with no ISO date at all is in another format, inferred by pandas."""
     parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
     if len(text) and parsed.isna().all():
-        parsed = pd.to_datetime(text, errors="coerce")
-    return pd.DatetimeIndex(parsed).as_unit("ns")
+        with warnings.catch_warnings():  # "could not infer format": each row is then parsed
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(text, errors="coerce")
+    return _in_range(pd.DatetimeIndex(parsed))
+
+
+def _in_range(stamps: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """``stamps`` in nanoseconds; a date pandas cannot hold so (before 1677, after 2262) is
+    NaT, which validation reports as an unparseable date of its row."""
+    outside = (stamps < pd.Timestamp.min) | (stamps > pd.Timestamp.max)
+    return stamps.where(~outside, pd.NaT).as_unit("ns")
 
 
 def _new_york(instants: pd.Series | pd.DatetimeIndex) -> pd.DatetimeIndex:
