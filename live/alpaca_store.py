@@ -123,8 +123,12 @@ class AlpacaStore:
         self._clock: Any = None
         self.advances = 0
         self._key_id, self._secret = key_id, secret
+        # The resolved URLs, passed explicitly: the clients connect exactly where
+        # ``paper_config.check_live`` looked (and the startup log says).
+        rest, stream = endpoints.trading_endpoints()
+        self.trading_url, self.trading_stream_url = rest.url, stream.url
         self.trading = TradingClient(key_id, secret, paper=endpoints.paper,
-                                     url_override=endpoints.trading_url)
+                                     url_override=self.trading_url)
         self.history = StockHistoricalDataClient(key_id, secret, url_override=endpoints.data_url)
         _tune_retries(self.trading, endpoints)
         _tune_retries(self.history, endpoints)
@@ -180,7 +184,7 @@ class AlpacaStore:
                      else stream.subscribe_bars)
         subscribe(self._on_bar, *self.feeds)
         trades = _ObservedTradingStream(self._key_id, self._secret, paper=ep.paper,
-                                        url_override=ep.trading_stream_url,
+                                        url_override=self.trading_stream_url,
                                         on_listening=self._on_listening,
                                         on_closed=lambda: self._set_state("trading",
                                                                           "disconnected"))
@@ -279,7 +283,7 @@ class AlpacaStore:
         if self.advances == 0:
             self.wait_connected()
         self.advances += 1
-        url = f"{self.endpoints.trading_url}/sim/advance"
+        url = f"{self.trading_url}/sim/advance"
         response = requests.post(url, timeout=30, headers={
             "APCA-API-KEY-ID": self._key_id, "APCA-API-SECRET-KEY": self._secret})
         if response.status_code == 409:

@@ -4,10 +4,16 @@ One file, ``<state>/journal.sqlite``, in WAL mode.  Every write commits before t
 on it, so a ``kill -9`` at any point leaves a journal that says what was decided, what was
 sent and what was filled.  Credentials are never written here.
 
+A new journal is created with its whole schema in one transaction.  An existing file is
+checked on a read-only connection before anything is written to it: a file that is not a
+SQLite database, a SQLite file without this schema, or another schema version is refused
+with a :class:`~models.errors.DataError` and left byte for byte as it was.
+
 Tables (schema version :data:`SCHEMA_VERSION`):
 
-- ``meta(key, value)``: JSON values: ``schema_version``, ``symbols``, ``trade_start``,
-  ``history_start``, ``strategy_id``, ``horizon``.
+- ``meta(key, value)``: strict JSON values: ``schema_version`` and ``session``, the session's
+  fixed facts (symbols, ``trade_start``, ``history_start``, ``strategy_id``, ``horizon``,
+  costs, sizing, starting account), written with the first bundle in one transaction.
 - ``bundles(id, path, manifest_sha256, predict_start, installed_at)``: every bundle the
   session traded, in order; bundle ``k`` predicts from its ``predict_start`` on.
 - ``bars(symbol, date, open, high, low, close, volume)``: every bar the strategy saw.
@@ -29,11 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import DataError
+from models.jsonio import dumps, loads
 from sizing.breaker import BreakerState
 from strategies.strategy import DECISION_FIELDS
 
 SCHEMA_VERSION = 1
 JOURNAL_FILE = "journal.sqlite"
+SESSION_KEY = "session"  # the meta key of the session's fixed facts
 _DECISION_COLUMNS = ", ".join(f"{f} {'TEXT' if f in ('date', 'symbol') else 'REAL'}"
                               for f in DECISION_FIELDS)
 SCHEMA = f"""
@@ -56,6 +64,39 @@ CREATE TABLE IF NOT EXISTS equity (date TEXT PRIMARY KEY, equity REAL NOT NULL,
     breaker TEXT NOT NULL);
 """
 OPEN_STATUSES = ("intent", "new", "accepted", "pending_new", "partially_filled")
+TABLES = frozenset({"meta", "bundles", "bars", "decisions", "orders", "fills", "equity"})
+SQLITE_HEADER = b"SQLite format 3\x00"
+_AWAY = "move it away, or use a new --state directory"
+
+
+def _brief(value: object, limit: int = 80) -> str:
+    text = str(value) or type(value).__name__ if isinstance(value, BaseException) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection that writes nothing at all, not even WAL side files.
+
+    A stopped session's journal has no ``-wal`` file; it is then opened ``immutable``, since a
+    plain read-only connection to a WAL database creates ``-wal`` and ``-shm`` files and leaves
+    them behind.  A running daemon keeps its ``-wal`` file, and readers then share it.
+    """
+    if not path.is_file():
+        raise DataError(f"{path.parent}: no journal ({JOURNAL_FILE}); is this a paper state "
+                        "directory?")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
+    if head and head != SQLITE_HEADER:
+        raise DataError(f"{path}: not an ensemble-bt journal (not a SQLite database); {_AWAY}")
+    wal = path.with_name(f"{path.name}-wal").exists()
+    uri = f"{path.resolve().as_uri()}?mode=ro{'' if wal else '&immutable=1'}"
+    try:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10)
+    except sqlite3.Error as exc:
+        raise DataError(f"{path}: cannot open the journal ({_brief(exc)})") from None
 
 
 class Journal:
@@ -64,35 +105,59 @@ class Journal:
     Parameters
     ----------
     path : pathlib.Path
-        The SQLite file; created with the schema when missing.
+        The SQLite file; created with the schema when missing or empty.
     readonly : bool
-        Open read-only (status readers, the HTTP endpoint).
+        Open read-only (status readers, the HTTP endpoint, parity); nothing is written, not
+        even WAL side files of a stopped session.
+
+    Raises
+    ------
+    DataError
+        The file is not this version's journal (see the module docstring).
     """
 
     def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = Path(path)
         if readonly:
-            if not self.path.is_file():
-                raise DataError(f"{self.path.parent}: no journal ({JOURNAL_FILE}); is this a "
-                                "paper state directory?")
-            uri = f"file:{self.path}?mode=ro"
-            self.db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10)
-        else:
-            self.db = sqlite3.connect(self.path, check_same_thread=False, timeout=30,
-                                      isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
+            self.db = _connect_readonly(self.path)
+            self.db.row_factory = sqlite3.Row
+            self._check_ours()
+            return
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        if not fresh:
+            # Checked on a read-only connection first: a file that is not ours is refused
+            # before anything (WAL mode, tables) is written to it.
+            Journal(self.path, readonly=True).close()
+        self.db = sqlite3.connect(self.path, check_same_thread=False, timeout=30,
+                                  isolation_level=None)
         self.db.row_factory = sqlite3.Row
-        self._check_version(readonly)
+        if fresh:
+            # One transaction: a kill leaves either no table or the whole schema.
+            self.db.executescript(f"BEGIN IMMEDIATE;{SCHEMA}INSERT INTO meta VALUES "
+                                  f"('schema_version', '{SCHEMA_VERSION}');COMMIT;")
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
 
-    def _check_version(self, readonly: bool) -> None:
-        version = self.get_meta("schema_version")
-        if version is None and not readonly:
-            self.set_meta("schema_version", SCHEMA_VERSION)
-        elif version is not None and version != SCHEMA_VERSION:
-            raise DataError(f"{self.path}: journal schema {version}, this version reads "
-                            f"{SCHEMA_VERSION}; use a new --state directory")
+    def _check_ours(self) -> None:
+        """Refuse (read-only) a file that is not this version's journal."""
+        try:
+            tables = {r[0] for r in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = sorted(TABLES - tables)
+            version = None if missing else self.get_meta("schema_version")
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            self.db.close()
+            raise DataError(f"{self.path}: not an ensemble-bt journal ({_brief(exc)}); {_AWAY}"
+                            ) from None
+        if missing:
+            self.db.close()
+            raise DataError(f"{self.path}: not an ensemble-bt journal (no table "
+                            f"{missing[0]!r}); {_AWAY}")
+        if version != SCHEMA_VERSION:
+            self.db.close()
+            raise DataError(f"{self.path}: journal schema {_brief(version)}, this version reads "
+                            f"{SCHEMA_VERSION}; use a new --state directory, or the ensemble-bt "
+                            "version that wrote it")
 
     def close(self) -> None:
         self.db.close()
@@ -107,10 +172,29 @@ class Journal:
     # ------------------------------------------------------------------- meta
     def get_meta(self, key: str) -> Any:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row["value"])
+        return None if row is None else loads(row["value"])
 
     def set_meta(self, key: str, value: Any) -> None:
-        self._write([("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))])
+        self._write([("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, dumps(value)))])
+
+    def start_session(self, session: dict[str, Any], bundle: str, manifest_sha256: str,
+                      installed_at: str) -> None:
+        """Journal a new session's fixed facts and its first bundle in one transaction.
+
+        A kill leaves both or neither, so a journal without a session is always blank
+        (:meth:`is_blank`) and a restart can start the session afresh.
+        """
+        self._write([("INSERT INTO meta VALUES (?, ?)", (SESSION_KEY, dumps(session))),
+                     ("INSERT INTO bundles (path, manifest_sha256, predict_start, installed_at)"
+                      " VALUES (?, ?, ?, ?)", (bundle, manifest_sha256, session["trade_start"],
+                                               installed_at))])
+
+    def is_blank(self) -> bool:
+        """Whether the journal holds nothing but its schema (no session, bundle, bar or order)."""
+        if self.get_meta(SESSION_KEY) is not None:
+            return False
+        return not any(self.db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
+                       for table in ("bundles", "bars", "decisions", "orders", "fills"))
 
     # ---------------------------------------------------------------- bundles
     def add_bundle(self, path: str, manifest_sha256: str, predict_start: str,

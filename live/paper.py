@@ -5,6 +5,16 @@ feeds and the broker come from an :class:`~live.alpaca_store.AlpacaStore`.  With
 it first starts the local Alpaca-protocol server over datasets in this process and points every
 client at it: the full live path, offline.  ``alpaca.sim: true`` drives a server running in
 its own process (``ensemble-bt sim-server``) the same way, and that session can be resumed.
+
+A start checks everything before its first write, so a failed start changes nothing:
+
+1. offline (:func:`preflight`): no other daemon holds the state directory, the trading
+   endpoints are not live money without both opt-ins, the HTTP address, the state directory
+   and its journal (read-only), the bundle; then the keys are present;
+2. holding the directory's lock (:func:`live.daemon.claim_state`): the ``--http`` port binds
+   and the trading endpoint accepts the keys (:func:`live.daemon.first_contact`).
+
+Only then is the journal written.  A failure in step 2 gives the directory back as it was.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -24,14 +35,16 @@ from live.daemon import (
     FAR_FUTURE,
     Daemon,
     check_history,
-    check_journal_bundles,
+    check_resume,
+    claim_state,
+    first_contact,
     log_file,
-    open_state,
-    resumed_session,
+    open_journal,
+    probe_lock,
+    state_session,
 )
-from live.http_api import TOKEN_ENV, check_binding, parse_address, start_http
-from live.journal import JOURNAL_FILE, Journal
-from live.paper_config import PaperConfig, credentials_from_env
+from live.http_api import TOKEN_ENV, check_binding, hosts_from_env, parse_address, start_http
+from live.paper_config import PaperConfig, check_live, credentials_from_env
 from models.artifacts import MANIFEST, load_bundle, sha256_file
 from models.errors import ConfigurationError
 from models.features import FEATURE_NAMES
@@ -89,46 +102,51 @@ def replay_server(datasets: Sequence[str], start: date | None, cfg: PaperConfig,
         yield cfg.model_copy(update={"symbols": tuple(frames), "alpaca": endpoints})
 
 
-def check_live(cfg: PaperConfig) -> None:
-    """Real money needs ``allow_live: true`` and ``ENSEMBLE_BT_ALLOW_LIVE=1``, both."""
-    if cfg.alpaca.paper:
-        return
-    if not (cfg.allow_live and os.environ.get("ENSEMBLE_BT_ALLOW_LIVE") == "1"):
-        raise ConfigurationError("alpaca.paper is false (Alpaca's live-money endpoint): that "
-                                 "needs allow_live: true in the config and "
-                                 "ENSEMBLE_BT_ALLOW_LIVE=1 in the environment")
+@dataclass(frozen=True)
+class StartPlan:
+    """What :func:`preflight` found, for the start to act on.
+
+    Attributes
+    ----------
+    session : dict | None
+        The journaled session to resume; None starts a new one.
+    manifest_sha : str
+        The manifest hash of the config's bundle (new sessions only, else empty).
+    """
+
+    session: dict[str, Any] | None
+    manifest_sha: str
 
 
 def preflight(cfg: PaperConfig, folder: Path, replay: bool, replay_from: date | None,
-              http: str | None = None) -> tuple[bool, str]:
-    """Every check that can fail on bad input, before anything connects or logs.
+              http: str | None = None) -> StartPlan:
+    """Every check that needs no connection, before anything connects, logs or writes.
 
-    Returns ``(resuming, manifest_sha256 of the config's bundle)``.
+    Raises
+    ------
+    ConfigurationError, DataError, BundleError
+        The input is wrong; nothing was written.
     """
-    check_live(cfg)
+    probe_lock(folder)
+    if not replay:  # --replay points every client at its own loopback server
+        check_live(cfg)
     if http is not None:
         host, _ = parse_address(http)
         check_binding(host, os.environ.get(TOKEN_ENV))
-    if (folder / JOURNAL_FILE).is_file():
+        hosts_from_env()  # a malformed ENSEMBLE_BT_HTTP_HOSTS is refused before any write
+    session = state_session(folder)
+    if session is not None:
         if replay:
             raise ConfigurationError(f"--state {folder}: --replay cannot resume a session (its "
                                      "server's state ended with it); run `ensemble-bt "
                                      "sim-server --state` in its own process and set "
                                      "alpaca.sim: true")
-        journal = Journal(folder / JOURNAL_FILE)
-        try:
-            resumed_session(journal, cfg)
-            check_journal_bundles(journal)
-        finally:
-            journal.close()
-        return True, ""
+        check_resume(session, cfg)
+        return StartPlan(session, "")
     signal, sha = bundle_signal(cfg.bundle, cfg.horizon,
                                 pd.Timestamp(replay_from or FAR_FUTURE))
     check_history(signal.vintages[0].model, cfg.history_days, cfg.bundle)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise ConfigurationError(f"--state {folder}: not empty and holds no journal; choose a "
-                                 "new directory or the state directory of a session")
-    return False, sha
+    return StartPlan(None, sha)
 
 
 def run_paper(cfg: PaperConfig, *, replay: Sequence[str] | None = None,
@@ -140,22 +158,30 @@ def run_paper(cfg: PaperConfig, *, replay: Sequence[str] | None = None,
     Returns the state directory.
     """
     folder = Path(state or cfg.state_dir)
-    resuming, sha = preflight(cfg, folder, bool(replay), replay_from, http)
+    plan = preflight(cfg, folder, bool(replay), replay_from, http)
     if replay:
         key_id, secret = credentials_from_env(default=("replay", secrets.token_hex(16)))
         with replay_server(replay, replay_from, cfg, key_id, secret, **server_kwargs) as local:
-            return _run(local, (key_id, secret), True, max_bars, folder, sha, http)
+            return _run(local, (key_id, secret), True, max_bars, folder, plan, http)
     key_id, secret = credentials_from_env()
-    return _run(cfg, (key_id, secret), cfg.alpaca.sim, max_bars, folder, sha, http)
+    return _run(cfg, (key_id, secret), cfg.alpaca.sim, max_bars, folder, plan, http)
 
 
 def _run(cfg: PaperConfig, keys: tuple[str, str], sim: bool, max_bars: int | None,
-         folder: Path, sha: str, http: str | None) -> Path:
-    folder, resuming = open_state(folder)
+         folder: Path, plan: StartPlan, http: str | None) -> Path:
+    cfg.checked_allocations()  # against the effective symbols (--replay names its own)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(log_file(folder))
+        claim = stack.enter_context(claim_state(folder))
+        if (state_session(folder) is None) != (plan.session is None):
+            raise ConfigurationError(f"--state {folder}: another process changed the state "
+                                     "directory while this one started; start again")
         if http is not None:
             stack.enter_context(start_http(http, folder, os.environ.get(TOKEN_ENV)))
         store = AlpacaStore(*keys, cfg.alpaca, replay=sim, max_advances=max_bars,
                             decision_delay_minutes=cfg.decision_delay_minutes)
-        return Daemon(cfg, store, folder, resuming, sha).run()
+        session = first_contact(store, cfg, plan.session)
+        journal = open_journal(folder, cfg, session, plan.manifest_sha,
+                               resuming=plan.session is not None)
+        claim.commit()
+        stack.enter_context(log_file(folder))
+        return Daemon(cfg, store, folder, journal, session).run()

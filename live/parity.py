@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 
 from backtests.engine import run_strategy
-from backtests.results import write_json
 from live.daemon import journal_signal
 from live.journal import JOURNAL_FILE, Journal
 from live.session_files import load_session
 from models.errors import ConfigurationError
+from models.jsonio import write_json
 from sizing.config import SizingConfig
 
 EQUITY_TOLERANCE = 1e-6  # relative
@@ -75,7 +75,12 @@ def _fmt(order: tuple | None) -> str:
 
 
 def run_parity(folder: str | Path) -> ParityReport:
-    """Replay the session in ``folder`` through the backtester; write ``parity.json``."""
+    """Replay the session in ``folder`` through the backtester; write ``parity.json``.
+
+    The journal is only read.  A journal that is not ours, another schema version, or a
+    session lacking a fact (``trade_start``, a valid ``sizing``...) is a one-line
+    :class:`~models.errors.DataError` before anything is written.
+    """
     folder = Path(folder)
     session = load_session(folder)
     meta = session.meta
@@ -88,7 +93,7 @@ def run_parity(folder: str | Path) -> ParityReport:
         signal = journal_signal(journal, int(meta["horizon"]))
     finally:
         journal.close()
-    sizing = SizingConfig(**meta["sizing"]).model_copy(
+    sizing = SizingConfig.model_validate(meta["sizing"]).model_copy(
         update={"margin_rate": 0.0, "short_borrow_rate": 0.0})
     analysis = run_strategy(
         session.bars, dict.fromkeys(session.bars, signal), horizon=int(meta["horizon"]),

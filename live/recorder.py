@@ -18,14 +18,14 @@ from typing import Any
 import backtrader as bt
 import pandas as pd
 
+from models.jsonio import write_json
+
 STATUS_FILE = "status.json"
 
 
 def write_status(folder: Path, status: dict[str, Any]) -> None:
-    """Replace ``status.json`` atomically."""
-    tmp = folder / f".{STATUS_FILE}.tmp"
-    tmp.write_text(json.dumps(status, indent=2, default=str) + "\n")
-    os.replace(tmp, folder / STATUS_FILE)
+    """Replace ``status.json`` atomically, as strict JSON (a NaN becomes ``null``)."""
+    write_json(folder / STATUS_FILE, status)
 
 
 class JournalRecorder(bt.Analyzer):

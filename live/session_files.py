@@ -13,20 +13,22 @@ Each file is written to a temporary name and renamed, so a reader never sees hal
 
 from __future__ import annotations
 
-import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import backtrader as bt
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from backtests.results import json_safe
-from live.journal import JOURNAL_FILE, Journal
+from backtests.yaml_config import first_error
+from live.journal import JOURNAL_FILE, SESSION_KEY, Journal
 from models.errors import ConfigurationError, DataError
+from models.jsonio import write_json, write_text_atomic
+from sizing.config import SizingConfig
 
 SESSION_FILE = "session.json"
 
@@ -52,14 +54,8 @@ class LatencyRecorder(bt.Analyzer):
         self.rows.append((day, (now - arrived) * 1000.0))
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _atomic_csv(path: Path, frame: pd.DataFrame, **kwargs: Any) -> None:
-    _atomic_text(path, frame.to_csv(**kwargs))
+    write_text_atomic(path, frame.to_csv(**kwargs))
 
 
 def journal_frames(journal: Journal) -> dict[str, Any]:
@@ -91,7 +87,62 @@ def export_session(folder: Path, journal: Journal, meta: dict[str, Any],
     old = pd.read_csv(lat) if lat.is_file() else None
     new = pd.DataFrame(latency, columns=["date", "latency_ms"])
     _atomic_csv(lat, new if old is None else pd.concat([old, new]), index=False)
-    _atomic_text(folder / SESSION_FILE, json.dumps(json_safe(meta), indent=2) + "\n")
+    write_json(folder / SESSION_FILE, meta)
+
+
+class SessionFacts(BaseModel):
+    """The fixed facts of a session, as the journal's ``session`` meta holds them.
+
+    Checked whenever a session is read back (resume, parity), so a journal that was edited or
+    written by another version is a one-line :class:`~models.errors.DataError`, never a
+    ``KeyError`` halfway through.  Other keys (``replay``, ``created``...) are kept as they are.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow", allow_inf_nan=False)
+
+    symbols: list[str] = Field(min_length=1)
+    strategy_id: str
+    horizon: int = Field(ge=1)
+    trade_start: date
+    history_start: date
+    commission: float = Field(ge=0)
+    slippage: float = Field(ge=0)
+    allocations: dict[str, float] | None
+    sizing: SizingConfig
+    initial_cash: float = Field(gt=0)
+    initial_positions: dict[str, float]
+
+
+def check_session(meta: Any, journal: Path) -> dict[str, Any]:
+    """``meta`` (the journal's ``session``) when it holds every fact a session needs.
+
+    Parameters
+    ----------
+    meta : Any
+        The decoded ``session`` meta value; None when the journal has none.
+    journal : pathlib.Path
+        The journal it came from, named in the message.
+
+    Returns
+    -------
+    dict
+        ``meta`` itself, unchanged.
+
+    Raises
+    ------
+    DataError
+        A missing session, or a missing or invalid fact; the message names the key.
+    """
+    if meta is None:
+        raise DataError(f"{journal}: the journal holds no session; use a new --state directory")
+    try:
+        SessionFacts.model_validate(meta)
+    except ValidationError as exc:
+        e = first_error(exc, str(journal))
+        problem = "is missing" if e.kind == "missing" else f"is invalid ({e.message})"
+        raise DataError(f"{journal}: the session's '{e.key}' {problem}; the journal was edited "
+                        "or written by another version: use a new --state directory") from None
+    return meta
 
 
 @dataclass
@@ -105,20 +156,28 @@ class Session:
 
 
 def load_session(folder: Path) -> Session:
-    """Read a session from its journal; a missing or malformed one is a one-line error."""
+    """Read a session from its journal, read-only.
+
+    Raises
+    ------
+    ConfigurationError
+        ``folder`` holds no journal.
+    DataError
+        The journal is not ours, another schema version, malformed, or its session lacks a
+        fact (:func:`check_session`).
+    """
     folder = Path(folder)
-    if not (folder / JOURNAL_FILE).is_file():
+    path = folder / JOURNAL_FILE
+    if not path.is_file():
         raise ConfigurationError(f"{folder}: not a paper-session directory (no {JOURNAL_FILE})")
+    journal = Journal(path, readonly=True)
     try:
-        journal = Journal(folder / JOURNAL_FILE, readonly=True)
-        try:
-            meta = journal.get_meta("session")
-            frames = journal_frames(journal)
-        finally:
-            journal.close()
-        if meta is None:
-            raise KeyError("session")
-    except (sqlite3.DatabaseError, KeyError, ValueError) as exc:
-        raise DataError(f"{folder}: the session journal is incomplete or malformed "
-                        f"({exc.__class__.__name__}: {exc})") from None
-    return Session(meta, frames["bars"], frames["orders"], frames["equity"])
+        meta = journal.get_meta(SESSION_KEY)
+        frames = journal_frames(journal)
+    except (sqlite3.DatabaseError, ValueError) as exc:
+        raise DataError(f"{path}: the session journal is malformed "
+                        f"({exc.__class__.__name__}: {str(exc)[:120]})") from None
+    finally:
+        journal.close()
+    return Session(check_session(meta, path), frames["bars"], frames["orders"],
+                   frames["equity"])

@@ -13,7 +13,6 @@ like one are dropped anyway, so a future field cannot leak one through this read
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from typing import Any
 from live.journal import JOURNAL_FILE, Journal
 from live.recorder import STATUS_FILE
 from models.errors import ConfigurationError, DataError
+from models.jsonio import loads
 
 #: Substrings of a key that is never passed on (compared lower-case).
 SECRET_MARKERS = ("secret", "token", "password", "api_key", "key_id", "apca")
@@ -67,7 +67,7 @@ def age_seconds(updated: Any, now: datetime | None = None) -> float | None:
 def load_status_file(path: Path) -> dict[str, Any]:
     """The parsed ``status.json``; a corrupt file is a :class:`DataError`."""
     try:
-        raw = json.loads(path.read_text())
+        raw = loads(path.read_text())
     except ValueError as exc:
         raise DataError(f"{path}: corrupt status file ({exc})") from None
     except OSError as exc:

@@ -322,8 +322,9 @@ def test_daemon_bad_input_exits_2_with_one_line(setup, server_factory, tmp_path)
     victim.write_bytes(victim.read_bytes() + b" ")
     bad(write_config(setup, server, tmp_path / "t.yaml", bundle=str(tampered)),
         "sha256 does not match")
+    # The resolved endpoint decides real money, not alpaca.paper (tests/test_paper_safety.py).
     live = yaml.safe_load(good.read_text())
-    live["alpaca"]["paper"] = False
+    live["alpaca"]["trading_url"] = "https://api.alpaca.markets"
     (tmp_path / "live.yaml").write_text(yaml.safe_dump(live))
     bad(tmp_path / "live.yaml", "ENSEMBLE_BT_ALLOW_LIVE")
     live["allow_live"] = True
