@@ -80,6 +80,8 @@ def _build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--sim", choices=("fast", "backtrader"), help="cell simulator "
                     "(default: fast)")
     rb.add_argument("--out", help="parent folder of the results directory")
+    rb.add_argument("--task-timeout", type=float, help="seconds one task may run before the "
+                    "batch stops (default 3600)")
     rb.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     tr = sub.add_parser("train", help="validate, gate, then fit a production bundle")
@@ -186,12 +188,13 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from backtests.config import load_config
-    from backtests.runner import run_backtest
 
     overrides = {k: getattr(args, k) for k in (
         "data", "start", "end", "commission", "slippage", "horizon", "retrain_every", "models",
         "sim", "out", "seed", "bundle")}
     cfg = load_config(args.config, overrides)
+    from backtests.runner import run_backtest  # the engines load only for a valid config
+
     path = run_backtest(cfg, progress=not args.no_progress)
     print(path)
     return 0
@@ -201,7 +204,8 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
     from backtests.robustness import load_robustness_config, run_robustness
 
     overrides = {k: getattr(args, k) for k in (
-        "data", "windows", "costs", "sizing_grid", "workers", "engine", "sim", "out")}
+        "data", "windows", "costs", "sizing_grid", "workers", "engine", "sim", "out",
+        "task_timeout")}
     cfg = load_robustness_config(args.config, overrides)
     print(run_robustness(cfg, progress=not args.no_progress))
     return 0
@@ -209,11 +213,12 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from backtests.config import load_config
-    from backtests.train import train_bundle
 
     overrides = {k: getattr(args, k) for k in (
         "data", "end", "horizon", "retrain_every", "models", "seed")}
     cfg = load_config(args.config, overrides)
+    from backtests.train import train_bundle  # the learners load only for a valid config
+
     path = train_bundle(cfg, Path(args.out), skip_gate=args.skip_gate,
                         progress=not args.no_progress)
     print(path)

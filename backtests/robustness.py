@@ -224,7 +224,8 @@ def run_robustness(cfg: RobustnessConfig, progress: bool = True) -> Path:
     resolve_simulator(cfg.sim)
     n_cells = len(planned) * len(cfg.costs) * len(cfg.sizing_cells())
     workers = max(1, min(cfg.workers or os.cpu_count() or 1, n_cells))
-    executor = make_executor(cfg.engine, workers, progress)  # the last input check: ray
+    # the last input check: ray
+    executor = make_executor(cfg.engine, workers, progress, cfg.task_timeout)
     logger.info("robustness: {} datasets x {} windows x {} costs x {} sizings = {} cells, "
                 "{} workers ({})", len(cfg.data), len(cfg.windows), len(cfg.costs),
                 len(cfg.sizing_cells()), n_cells, workers, cfg.engine)

@@ -145,6 +145,26 @@ def simulate_cells(group: Group, cells: Sequence[Cell], sim: str) -> list[CellRe
     return [summarise(group, cell, simulate(group, cell)) for cell in cells]
 
 
+def describe_task(fn: Callable[..., Any], args: tuple) -> str:
+    """What one task of the batch works on, for messages: ``training AAPL for 2007-01-03..``.
+
+    Parameters
+    ----------
+    fn
+        The task function: :func:`train_predictions`, :func:`simulate_cells` or another.
+    args
+        Its arguments.  Under Ray a group may be an object reference; it is then not named.
+    """
+    if fn is train_predictions:
+        ohlcv, start = args[0], args[1]
+        return (f"training {str(ohlcv.attrs.get('symbol', '?')).upper()} for "
+                f"{ohlcv.index[start].date()}..{ohlcv.index[-1].date()}")
+    if fn is simulate_cells and isinstance(args[0], Group):
+        group, cells = args[0], args[1]
+        return f"{len(cells)} cells of {group.symbol} {group.window}"
+    return getattr(fn, "__qualname__", repr(fn))
+
+
 def summarise(group: Group, cell: Cell, analysis: dict) -> CellResult:
     """The ``runs.csv`` row of one simulated cell: grid keys, then the summary keys."""
     eval_dates = group.ohlcv.index[group.start:]

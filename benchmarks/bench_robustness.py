@@ -37,7 +37,6 @@ from __future__ import annotations
 import gc
 import math
 import os
-import resource
 import statistics
 import tempfile
 import time
@@ -302,6 +301,8 @@ class ClockedExecutor:
         start = time.perf_counter()
         self.inner.__exit__(*exc)
         self.phases["stop"] = time.perf_counter() - start
+        # The local pool adds up its tasks' CPU seconds.  Ray's workers report none: NaN.
+        self.phases["worker_cpu"] = getattr(self.inner, "cpu_s", math.nan)
 
     def share(self, obj: Any) -> Any:
         return self.inner.share(obj)
@@ -340,21 +341,12 @@ def run_grid(tmp: Path, engine: str, workers: int, sim: str) -> tuple[dict[str, 
     cfg = grid_config(tmp, engine, workers, sim)
     phases: dict[str, float] = {}
     gc.collect()
-    before = _children_cpu()
     with phase_clock(phases):
         start = time.perf_counter()
         folder = robustness.run_robustness(cfg, progress=False)
         phases["total"] = time.perf_counter() - start
     phases["rest"] = phases["total"] - phases["start"] - phases["cells"] - phases["stop"]
-    # Pool workers are reaped when the pool stops, so their CPU time is counted here.  Ray's
-    # workers are the raylet's children and are not: NaN.
-    phases["worker_cpu"] = _children_cpu() - before if engine == "local" else math.nan
     return phases, (folder / "runs.csv").read_bytes()
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _grid_cases() -> list[tuple[str, int]]:

@@ -40,6 +40,10 @@ class NotFittedError(EnsembleBTError, ValueError):
     """``predict`` or ``save`` was called before ``fit``."""
 
 
+class WorkerError(EnsembleBTError):
+    """A batch task ran past its timeout or its worker died: the batch stopped (exit code 1)."""
+
+
 class BrokerError(EnsembleBTError):
     """The broker refused or failed a request."""
 

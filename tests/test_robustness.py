@@ -21,7 +21,13 @@ from backtests import cli
 from backtests.results import SUMMARY_KEYS
 from backtests.robustness import load_robustness_config
 from backtests.robustness_cache import PredictionCache, Predictions, cache_key
-from backtests.robustness_config import DEFAULT_COSTS, DEFAULT_DATA, Window
+from backtests.robustness_config import (
+    DEFAULT_COSTS,
+    DEFAULT_DATA,
+    DEFAULT_TASK_TIMEOUT,
+    Window,
+    parse_sizing_grid,
+)
 from tests.synthetic import ar1_returns, random_walk, write_csv
 
 GRID_COLUMNS = ["symbol", "window", "cost", "sizing"]
@@ -169,6 +175,22 @@ def test_example_config_holds_the_documented_defaults():
     assert example.data == DEFAULT_DATA and example.costs == DEFAULT_COSTS
     assert example.windows == (Window(2007, 2009), Window(2010, 2012))
     assert example.sim == "fast" and example.engine == "local"
+
+
+def test_sizing_grid_values_are_plain_numbers_deduplicated_in_order():
+    grid = parse_sizing_grid("max_long=1.8, 1.3,1.8; stats_window=126 ;vol_target=null,0.15")
+
+    assert grid == {"max_long": (1.8, 1.3), "stats_window": (126,), "vol_target": (None, 0.15)}
+    assert isinstance(grid["stats_window"][0], int)
+
+
+def test_task_timeout_is_not_part_of_the_config_hash():
+    default = load_robustness_config()
+
+    patient = load_robustness_config(None, {"task_timeout": 86_400})
+
+    assert default.task_timeout == DEFAULT_TASK_TIMEOUT and patient.task_timeout == 86_400
+    assert patient.config_hash() == default.config_hash()
 
 
 def test_results_config_yaml_reloads_to_the_same_grid(first_run):
