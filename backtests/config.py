@@ -2,7 +2,7 @@
 
 Loading happens in two layers: types and keys (pydantic), then cross-field checks that need
 the data (in :mod:`backtests.runner`).  Every failure becomes a one-line
-:class:`~models.errors.ConfigurationError` naming the file, the key and the fix.
+:class:`~ensemble_bt.errors.ConfigurationError` naming the file, the key and the fix.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pydantic import (
     field_validator,
 )
 
-from backtests.yaml_config import first_error, read_config
-from models.errors import ConfigurationError
-from models.gbm import DEEP_LEARNERS, LEARNERS, check_learner_name
+from ensemble_bt.errors import ConfigurationError
+from ensemble_bt.yamlio import first_error, read_config
+from models.learners.registry import DEEP_LEARNERS, GBM_LEARNERS, check_learner_name
 from sizing.config import SizingConfig
 
 
@@ -44,7 +44,7 @@ class StackConfig(BaseModel):
 
 
 class DeepConfig(BaseModel):
-    """Hyperparameters of the sequence learners ``lstm`` and ``xlstm`` (``models.deep``).
+    """Hyperparameters of the sequence learners ``lstm`` and ``xlstm`` (``models.learners.deep``).
 
     The defaults are small on purpose: a CPU fit takes a few seconds, most of it TensorFlow
     tracing the training step, so a walk-forward with a deep learner stays affordable.
@@ -59,7 +59,7 @@ class DeepConfig(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout inside the blocks")
     l2: float = Field(0.0, ge=0, description="L2 penalty on the output layer")
     loss: Literal["mse", "directional_huber"] = Field(
-        "mse", description="training loss (mse: see models/deep.py for why)")
+        "mse", description="training loss (mse: see models/learners/deep.py for why)")
     learning_rate: float = Field(2e-3, gt=0, le=1, description="Adam learning rate")
     epochs: int = Field(12, ge=1, le=1000, description="epoch cap")
     batch_size: int = Field(256, ge=1, le=65536, description="minibatch size")
@@ -99,9 +99,9 @@ class BacktestConfig(BaseModel):
     @field_validator("models")
     @classmethod
     def _known_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [m for m in value if m not in LEARNERS and m not in DEEP_LEARNERS]
+        unknown = [m for m in value if m not in GBM_LEARNERS and m not in DEEP_LEARNERS]
         if unknown:
-            raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(LEARNERS)} or "
+            raise ValueError(f"unknown model(s) {unknown}; choose from {list(GBM_LEARNERS)} or "
                              f"{list(DEEP_LEARNERS)} (with ensemble-bt[deep])")
         if len(set(value)) != len(value):
             raise ValueError("a model is listed twice")

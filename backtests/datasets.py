@@ -3,7 +3,8 @@
 Every loader returns the same shape: a tz-naive, normalised ``DatetimeIndex`` named ``date``,
 float64 columns ``open, high, low, close, volume`` in that order, and ``attrs["symbol"]`` and
 ``attrs["source"]``.  :func:`validate_ohlcv` checks every frame; a violation raises
-:class:`~models.errors.DataError` with one line naming the source, the row, the rule and the fix.
+:class:`~ensemble_bt.errors.DataError` with one line naming the source, the row, the rule and
+the fix.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
-from backtests.yaml_config import short_repr
-from models.errors import DataError
+from ensemble_bt.errors import DataError
+from ensemble_bt.yamlio import short_repr
 
 COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 PRICES: list[str] = ["open", "high", "low", "close"]

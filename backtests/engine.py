@@ -10,11 +10,12 @@ import backtrader as bt
 import pandas as pd
 
 from sizing.config import SizingConfig
-from sizing.sizers import KellySizer
+from sizing.decisions import DECISION_FIELDS
 from strategies.analyzers import RunRecorder
 from strategies.commission import FractionalCommission
 from strategies.financing import FinancedBroker
-from strategies.strategy import DECISION_FIELDS, EnsembleStrategy
+from strategies.sizers import KellySizer
+from strategies.strategy import EnsembleStrategy
 
 
 def make_feed(ohlcv: pd.DataFrame, name: str) -> bt.feeds.PandasData:

@@ -34,12 +34,12 @@ import pandas as pd
 
 from models.targets import check_horizon
 from sizing.config import SizingConfig
+from sizing.decisions import DECISION_FIELDS
 from sizing.kelly import blend, hybrid_weight, win_rate_prior
 from sizing.rebalance import needs_rebalance
-from sizing.sizers import shares_for_weight
 from sizing.volatility import realised_vol
 from strategies.predictor import bt_dates
-from strategies.strategy import DECISION_FIELDS
+from strategies.sizers import shares_for_weight
 
 # The project's pure sizing functions, compiled as they are.
 _blend = numba.njit(cache=True)(blend)

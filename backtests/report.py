@@ -21,7 +21,7 @@ from loguru import logger
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from models import jsonio
+from ensemble_bt import jsonio
 
 REQUIRED_COLUMNS = ("equity", "drawdown", "position_weight")
 # Shown as signed percentages: fractions where 2.63 means +263 %.

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models import jsonio, metrics
-from models.errors import ConfigurationError
+from ensemble_bt import jsonio
+from ensemble_bt.errors import ConfigurationError
+from models import metrics
 
 SUMMARY_KEYS: tuple[str, ...] = (
     "symbol", "start", "end", "bars", "horizon",
@@ -84,7 +85,7 @@ def _missing_parents(folder: Path) -> list[Path]:
 
 
 def json_safe(value: Any) -> Any:
-    """NaN/inf become None; numpy scalars become Python numbers (:func:`models.jsonio.jsonable`)."""
+    """NaN/inf become None; numpy scalars become numbers (:func:`ensemble_bt.jsonio.jsonable`)."""
     return jsonio.jsonable(value)
 
 

@@ -24,9 +24,9 @@ from backtests.results import (
     results_dir,
     write_json,
 )
+from ensemble_bt.errors import BundleError, ConfigurationError, LeakageError
 from models.artifacts import load_bundle
 from models.devices import resolve_devices
-from models.errors import BundleError, ConfigurationError, LeakageError
 from models.features import FEATURE_NAMES, LOOKBACK, build_features
 from models.metrics import (
     direction_accuracy,
@@ -45,7 +45,7 @@ from models.vintages import (
     fixed_vintage,
     leakage_audit,
 )
-from strategies.strategy import DECISION_FIELDS
+from sizing.decisions import DECISION_FIELDS
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@
   1500: two vintages, 3,000 bars out of sample; mean meta-learner, one fold), for each deep
   learner alone and stacked with xgb,lgbm, against xgb,lgbm in the same run.
 - **Trainer reuse**: one fit on a cold trainer cache (the baseline: a new Keras model that
-  traces its training step) against the same fit on a warm one (``models.deep._TRAINERS``);
+  traces its training step) against the same fit on a warm one (``models.learners.deep._TRAINERS``);
   the two fits' predictions must be identical.
 - **Streaming inference**: one bar through the per-model ``tf.function`` against the eager
   Keras call (the baseline), on the same one-row windows.
@@ -26,8 +26,8 @@ from loguru import logger
 
 from backtests.config import load_config
 from backtests.runner import run_backtest
+from backtests.synthetic import ar1_returns, write_csv
 from models.features import build_features
-from tests.synthetic import ar1_returns, write_csv
 
 NAME = "deep_learners"
 MODEL_SETS = ("xgb,lgbm", "lstm", "xlstm", "xgb,lgbm,lstm", "xgb,lgbm,xlstm")
@@ -49,9 +49,9 @@ def _ic_rows(tmp: Path) -> list[dict[str, Any]]:
 
 
 def _timings(name: str, rounds: int) -> dict[str, Any]:
-    import models.deep as deep
-    from models.deep import causal_windows
-    from models.gbm import make_learner
+    import models.learners.deep as deep
+    from models.learners.deep import causal_windows
+    from models.learners.gbm import make_learner
 
     ohlcv = ar1_returns(n=2600, seed=11, phi=0.2)
     X = build_features(ohlcv).to_numpy(np.float64)[300:-1]

@@ -2,7 +2,7 @@
 
 The pool used to fork the parent: free, but a parent that had trained XGBoost (OpenMP) left
 the workers blocked forever in their first ``DMatrix``.  Workers now come from a fork server
-(:func:`backtests.robustness_executors.pool_context`) that imports the learners, backtrader
+(:func:`backtests.robustness.executors.pool_context`) that imports the learners, backtrader
 and numba once (``set_forkserver_preload``).  This measures what that costs.
 
 Each case runs in a fresh interpreter (the fork server is one per process), which imports
@@ -40,10 +40,10 @@ CASES = {"fork": ("fork", True), "forkserver, preload": ("forkserver", True),
 
 def _tasks() -> list[tuple]:
     """``TASKS`` one-cell batches of a 600-bar random walk, as the batch builds them."""
-    from backtests.robustness_cache import Predictions
-    from backtests.robustness_tasks import Cell, Group
+    from backtests.robustness.cache import Predictions
+    from backtests.robustness.tasks import Cell, Group
+    from backtests.synthetic import noisy_foresight, random_walk
     from sizing.config import SizingConfig
-    from tests.synthetic import noisy_foresight, random_walk
 
     ohlcv = random_walk(n=600, seed=3)
     signal = noisy_foresight(ohlcv, 1, noise=3.0)
@@ -56,8 +56,8 @@ def _tasks() -> list[tuple]:
 
 def measure(case: str) -> dict[str, float]:
     """In this (fresh) interpreter: seconds of a first and a second pool of ``case``."""
-    from backtests import robustness_executors
-    from backtests.robustness_tasks import simulate_cells
+    from backtests.robustness import executors as robustness_executors
+    from backtests.robustness.tasks import simulate_cells
 
     method, preload = CASES[case]
     if not preload:

@@ -20,7 +20,7 @@ number; the equity checks are asserted, so that every ratio compares runs that a
    Kelly sizing, the rebalance band and the drawdown breaker, and charges financing, where
    vectorbt replays a fixed weight path.  The sizing is unlevered (``max_long=1``) because
    vectorbt's cash accounting has no margin.
-3. **Robustness batch, 2 workers vs 1.**  :func:`backtests.robustness.run_robustness` on a
+3. **Robustness batch, 2 workers vs 1.**  :func:`backtests.robustness.batch.run_robustness` on a
    grid whose walk-forward predictions are already cached (one untimed run fills a temporary
    cache), ``--sim backtrader``: about half a second of work per cell, so there is something
    to parallelise (the fast simulator's cells take milliseconds and the serial summary and
@@ -51,14 +51,14 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
-from backtests import robustness
 from backtests.datasets import load_dataset
 from backtests.engine import run_strategy
 from backtests.fastpath import _D_WEIGHT, FastRun, fast_inputs, run_fast, simulate
-from backtests.robustness_config import RobustnessConfig, load_robustness_config
+from backtests.robustness import batch as robustness
+from backtests.robustness.config import RobustnessConfig, load_robustness_config
+from backtests.synthetic import noisy_foresight
 from models.signal import SeriesSignal
 from sizing.config import SizingConfig
-from tests.synthetic import noisy_foresight
 
 NAME = "robustness_fastpath"
 DATASETS = ("AAPL", "IBM", "SP500")

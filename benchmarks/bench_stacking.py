@@ -17,7 +17,7 @@ from loguru import logger
 
 from backtests.config import load_config
 from backtests.runner import run_backtest
-from tests.synthetic import ar1_returns, write_csv
+from backtests.synthetic import ar1_returns, write_csv
 
 NAME = "stacking_ic"
 METAS = ("mean", "elasticnet", "xgb")

@@ -43,7 +43,7 @@ import pandas as pd
 from backtests.engine import configure_broker, make_feed, run_strategy
 from models.signal import SeriesSignal
 from sizing.config import SizingConfig
-from sizing.sizers import KellySizer
+from strategies.sizers import KellySizer
 from strategies.strategy import EnsembleStrategy
 
 NAME = "strategy_vs_sma"
@@ -95,7 +95,7 @@ def synthetic_bars(predictions: pd.Series, seed: int = 7, vol: float = 0.01) -> 
     Day ``t``'s log return is ``predictions[t-1] / HORIZON`` plus Gaussian noise of ``vol``,
     so the lagged track record earns a modest hit rate and the sizing's confidence is not
     stuck at zero.  Open, high, low and volume carry independent noise around the closes, as
-    in ``tests/synthetic.py``.
+    in ``backtests/synthetic.py``.
     """
     rng = np.random.default_rng(seed)
     n = len(predictions)

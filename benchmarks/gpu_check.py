@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from backtests.synthetic import ar1_returns
 from models.artifacts import save_bundle
 from models.devices import resolve_devices
 from models.features import FEATURE_NAMES, build_features
 from models.metrics import information_coefficient
 from models.stacking import StackedEnsemble
 from models.targets import forward_log_return
-from tests.synthetic import ar1_returns
 
 
 def main(out: Path) -> None:

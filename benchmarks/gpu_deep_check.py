@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 
-from models.deep import LSTMLearner, XLSTMLearner
+from backtests.synthetic import ar1_returns
 from models.features import build_features
+from models.learners.deep import LSTMLearner, XLSTMLearner
 from models.metrics import information_coefficient
 from models.targets import forward_log_return
-from tests.synthetic import ar1_returns
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 The manifest records the sha256 of every file, the feature names in order, the horizon, the
 training window, target statistics, validation metrics, the gate's verdict, the devices used
 and library versions.  Nothing is pickled, and every JSON file is strict (``null``, never
-``NaN``: :mod:`models.jsonio`).
+``NaN``: :mod:`ensemble_bt.jsonio`).
 
 Loading (:func:`verify_bundle`, then :func:`load_bundle`) refuses, with a one-line
 :class:`BundleError`:
@@ -46,9 +46,9 @@ from pydantic import (
     model_validator,
 )
 
-from models import jsonio
-from models.errors import BundleError
-from models.gbm import BundleFiles, brief
+from ensemble_bt import jsonio
+from ensemble_bt.errors import BundleError
+from models.learners.base import BundleFiles, brief
 from models.stacking import StackedEnsemble
 
 MANIFEST = "manifest.json"

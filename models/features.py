@@ -27,7 +27,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from models.errors import DataError
+from ensemble_bt.errors import DataError
 
 __all__ = ["FEATURE_NAMES", "LOOKBACK", "build_features"]
 

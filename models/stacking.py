@@ -29,15 +29,15 @@ import xgboost as xgb
 from loguru import logger
 from sklearn.linear_model import ElasticNet
 
-from models import jsonio
-from models.errors import ConfigurationError, NotFittedError
-from models.gbm import (
+from ensemble_bt import jsonio
+from ensemble_bt.errors import ConfigurationError, NotFittedError
+from models.learners.base import BundleFiles
+from models.learners.gbm import load_xgb_booster
+from models.learners.registry import (
     DEEP_LEARNERS,
     KNOWN_LEARNERS,
-    BundleFiles,
     check_learner_name,
     learner_class,
-    load_xgb_booster,
     make_learner,
 )
 from models.metrics import direction_accuracy, information_coefficient, variance_collapse
@@ -81,9 +81,10 @@ class StackedEnsemble:
     Parameters
     ----------
     models : sequence of str
-        Base learners: ``xgb``, ``lgbm`` (:data:`models.gbm.LEARNERS`) or ``lstm``, ``xlstm``
-        (:mod:`models.deep`, needs ensemble-bt[deep]).  A learner that monitors itself for
-        collapse (``collapsed_``) and collapsed gets weight 0; see :meth:`describe`.
+        Base learners (:mod:`models.learners.registry`): ``xgb``, ``lgbm``, or ``lstm``,
+        ``xlstm`` (:mod:`models.learners.deep`, needs ensemble-bt[deep]).  A learner that
+        monitors itself for collapse (``collapsed_``) and collapsed gets weight 0; see
+        :meth:`describe`.
     meta : {"elasticnet", "xgb", "mean"}
         The meta-learner.
     feature_names : sequence of str
@@ -102,7 +103,7 @@ class StackedEnsemble:
         ``{"xgb": ..., "lgbm": ...}`` from :func:`models.devices.resolve_devices`.
     deep_params : dict | None
         Hyperparameters for the sequence learners (``seq_len``, ``units``, ``epochs``...;
-        see :class:`models.deep._SequenceLearner`); the GBMs ignore them.
+        see :class:`models.learners.deep._SequenceLearner`); the GBMs ignore them.
     """
 
     def __init__(self, models: Sequence[str] = ("xgb", "lgbm"), meta: str = "elasticnet",

@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from models.errors import ConfigurationError
+from ensemble_bt.errors import ConfigurationError
 
 __all__ = ["forward_log_return", "label_end_index", "to_daily_return"]
 

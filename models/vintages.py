@@ -21,8 +21,8 @@ import pandas as pd
 from loguru import logger
 from tqdm import tqdm
 
-from models.errors import ConfigurationError, DataError
-from models.gbm import purged_tail_split
+from ensemble_bt.errors import ConfigurationError, DataError
+from models.learners.base import purged_tail_split
 from models.metrics import direction_accuracy
 
 

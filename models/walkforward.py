@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models.errors import ConfigurationError
+from ensemble_bt.errors import ConfigurationError
 
 Scheme = Literal["anchored", "rolling"]
 
@@ -90,7 +90,7 @@ def out_of_fold(X: np.ndarray, y: np.ndarray, folds: Sequence[Fold],
 def predict_block(model: Any, X: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """``model``'s predictions of rows ``lo .. hi-1`` of ``X``, each with its history.
 
-    A sequence learner (``context_rows > 0``, :mod:`models.deep`) reads earlier rows; they
+    A sequence learner (``context_rows > 0``, :mod:`models.learners.deep`) reads earlier rows; they
     are passed in front of the block (features only, all at or before each row) and their
     predictions dropped, so the block's first rows see the same window as later ones.
     """

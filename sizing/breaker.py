@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from models import jsonio
+from ensemble_bt import jsonio
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,6 @@ from sizing.lagged import LaggedStats
 from sizing.rebalance import needs_rebalance
 from strategies.predictor import EnsemblePredictor
 
-DECISION_FIELDS = ("date", "symbol", "prediction", "expected_return", "volatility", "p_win",
-                   "payoff", "n_resolved", "target_weight", "held_weight", "drawdown",
-                   "breaker")
-
 
 def breaker_params(cfg: SizingConfig) -> BreakerParams:
     return BreakerParams(trigger=cfg.drawdown_circuit_breaker,

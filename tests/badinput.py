@@ -31,7 +31,7 @@ MAX_LINE = 500
 def ensemble_bt() -> list[str]:
     """The console script of the running interpreter's environment."""
     script = Path(sys.executable).with_name("ensemble-bt")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "backtests.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "ensemble_bt.cli"]
 
 
 def run_cli(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None,

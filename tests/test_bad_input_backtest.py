@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from backtests.synthetic import random_walk, write_csv
 from tests.badinput import assert_refused
-from tests.synthetic import random_walk, write_csv
 
 Build = Callable[[Path], list[str]]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from live.journal import JOURNAL_FILE
+from live.session.journal import JOURNAL_FILE
 from tests.badinput import assert_refused
 from tests.test_daemon import (  # noqa: F401 (the setup fixture)
     KEY,

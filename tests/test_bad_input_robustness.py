@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from backtests.synthetic import ar1_returns, random_walk, write_csv
 from tests.badinput import assert_refused
-from tests.synthetic import ar1_returns, random_walk, write_csv
 
 # Each case: the flags that replace the valid ones, and substrings of the expected line.
 FLAGS = {

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from backtests.datasets import load_dataset
-from live.sim_command import STATE_FILE, restore_state, state_snapshot
-from live.sim_state import SimState
+from backtests.synthetic import random_walk, write_csv
+from live.sim.command import STATE_FILE, restore_state, state_snapshot
+from live.sim.state import SimState
 from tests.badinput import assert_refused
-from tests.synthetic import random_walk, write_csv
 
 #: Seconds a refused start may take: imports, loading 30 bars, the refusal.
 TIMEOUT = 120

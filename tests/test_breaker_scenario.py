@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from backtests.engine import run_strategy
+from backtests.synthetic import ohlcv_from_returns
 from models.signal import SeriesSignal
 from sizing.config import SizingConfig
 from sizing.rebalance import trim_tolerance
-from tests.synthetic import ohlcv_from_returns
 
 
 def rally_crash_recovery(seed: int = 0) -> pd.DataFrame:

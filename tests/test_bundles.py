@@ -12,14 +12,14 @@ import pytest
 
 from backtests.config import load_config
 from backtests.runner import Period, train_vintages
+from backtests.synthetic import ar1_returns, random_walk, write_csv
 from backtests.train import GateRefused, train_bundle
+from ensemble_bt.errors import BundleError, ConfigurationError
 from models.artifacts import MANIFEST, load_bundle, save_bundle, verify_bundle
-from models.errors import BundleError, ConfigurationError
 from models.features import FEATURE_NAMES, build_features
-from models.gbm import BundleFiles
+from models.learners.base import BundleFiles
 from models.stacking import StackedEnsemble
 from models.walkforward import walk_forward_splits
-from tests.synthetic import ar1_returns, random_walk, write_csv
 from tests.test_cli import assert_bad_input, run_cli
 
 TRAIN = {"horizon": 1, "retrain_every": 252, "end": "2005-12-30"}

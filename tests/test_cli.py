@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from backtests.results import SUMMARY_KEYS
-from tests.synthetic import random_walk, write_csv
+from backtests.synthetic import random_walk, write_csv
 
 RESULT_FILES = {"summary.json", "equity.csv", "orders.csv", "trades.csv", "vintages.json",
                 "decisions.csv",
@@ -19,7 +19,7 @@ RESULT_FILES = {"summary.json", "equity.csv", "orders.csv", "trades.csv", "vinta
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backtests.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "ensemble_bt.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -24,9 +24,9 @@ import yaml
 
 from backtests.config import load_config
 from backtests.datasets import load_dataset
+from backtests.synthetic import ar1_returns, write_csv
 from backtests.train import train_bundle
-from live.journal import JOURNAL_FILE, Journal
-from tests.synthetic import ar1_returns, write_csv
+from live.session.journal import JOURNAL_FILE, Journal
 from tests.test_cli import assert_bad_input, run_cli
 
 KEY, SECRET = "daemon-test-key-5b1f9e", "daemon-test-secret-c84d27aa"
@@ -86,7 +86,7 @@ def setup(tmp_path_factory) -> Setup:
 def start_server(setup: Setup, *faults: str) -> Server:
     log = open(setup.tmp / f"server_{time.monotonic_ns()}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "backtests.cli", "--log-level", "WARNING", "sim-server",
+        [sys.executable, "-m", "ensemble_bt.cli", "--log-level", "WARNING", "sim-server",
          "--data", str(setup.csv), "--from", setup.start, "--port", "0",
          "--commission", "0.0005", "--slippage", "0.0005", *faults],
         stdout=subprocess.PIPE, stderr=log, text=True, env=env(), cwd=ROOT)
@@ -125,7 +125,7 @@ def write_config(setup: Setup, server: Server, path: Path, **extra: object) -> P
 def start_daemon(config: Path, state: Path, *args: str, **extra_env: str) -> subprocess.Popen:
     log = open(state.parent / f"{state.name}_daemon.log", "a")  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", "backtests.cli", "paper", "--config", str(config),
+        [sys.executable, "-m", "ensemble_bt.cli", "paper", "--config", str(config),
          "--state", str(state), *args], stdout=subprocess.DEVNULL, stderr=log,
         env=env(**extra_env), cwd=ROOT)
 
@@ -306,7 +306,7 @@ def test_daemon_bad_input_exits_2_with_one_line(setup, server_factory, tmp_path)
 
     def bad(config: Path, needle: str, *args: str, **extra_env: str) -> None:
         proc = subprocess.run(
-            [sys.executable, "-m", "backtests.cli", "paper", "--config", str(config),
+            [sys.executable, "-m", "ensemble_bt.cli", "paper", "--config", str(config),
              "--state", str(state), *args], capture_output=True, text=True, timeout=120,
             env=env(**extra_env), cwd=tmp_path)
         assert_bad_input(proc, needle, out=state)
@@ -332,7 +332,7 @@ def test_daemon_bad_input_exits_2_with_one_line(setup, server_factory, tmp_path)
     bad(tmp_path / "live.yaml", "ENSEMBLE_BT_ALLOW_LIVE")
     bad(good, "ENSEMBLE_BT_HTTP_TOKEN", "--http", "0.0.0.0:0")
     nokeys = subprocess.run(
-        [sys.executable, "-m", "backtests.cli", "paper", "--config", str(good), "--state",
+        [sys.executable, "-m", "ensemble_bt.cli", "paper", "--config", str(good), "--state",
          str(state)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
         env={k: v for k, v in os.environ.items() if not k.startswith("APCA_")})
     assert_bad_input(nokeys, "APCA_API_KEY_ID", out=state)

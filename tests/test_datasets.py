@@ -17,7 +17,7 @@ from backtests.datasets import (
     load_dataset,
     validate_ohlcv,
 )
-from models.errors import DataError
+from ensemble_bt.errors import DataError
 
 HEADER = "Date,Open,High,Low,Close,Volume"
 GOOD_ROWS = [

@@ -22,9 +22,9 @@ from loguru import logger
 
 from backtests.config import load_config
 from backtests.runner import run_backtest
-from models.errors import ConfigurationError
-from models.gbm import make_learner
-from tests.synthetic import ar1_returns, random_walk, write_csv
+from backtests.synthetic import ar1_returns, random_walk, write_csv
+from ensemble_bt.errors import ConfigurationError
+from models.learners.registry import make_learner
 
 SMALL = {"epochs": 3, "units": 8, "seq_len": 8}
 
@@ -88,9 +88,9 @@ def test_planted_ar1_signal_is_found_out_of_sample_with_a_deep_learner(deep, tmp
 @pytest.mark.parametrize("name", ["lstm", "xlstm"])
 def test_a_deep_learner_fits_reproducibly_and_round_trips(name, xy, tmp_path):
     _needs_tf()
-    import models.deep as deep
-    from models.errors import NotFittedError
-    from models.gbm import learner_class
+    import models.learners.deep as deep
+    from ensemble_bt.errors import NotFittedError
+    from models.learners.registry import learner_class
 
     X, y = xy
     est = make_learner(name, purge=2, seed=5, dropout=0.1, **SMALL)
@@ -116,8 +116,8 @@ def test_a_keras_file_replaced_by_another_format_is_refused_naming_it(xy, tmp_pa
     import io
     import zipfile
 
-    from models.errors import BundleError
-    from models.gbm import learner_class
+    from ensemble_bt.errors import BundleError
+    from models.learners.gbm import learner_class
 
     make_learner("xlstm", purge=2, seed=1, **SMALL).fit(*xy).save(tmp_path)
     other = io.BytesIO()
@@ -132,7 +132,7 @@ def test_a_keras_file_replaced_by_another_format_is_refused_naming_it(xy, tmp_pa
 
 
 def test_causal_window_of_a_row_never_holds_a_later_row():
-    from models.deep import causal_windows
+    from models.learners.deep import causal_windows
 
     X = np.arange(10, dtype=float)[:, None]
     W = causal_windows(X, 4)
@@ -248,8 +248,8 @@ def test_a_deep_bundle_predicts_bar_by_bar_what_it_predicts_in_a_batch(deep_bund
 
 
 def test_a_deep_bundle_paper_trades_in_parity_with_the_backtest(deep_bundle, tmp_path):
-    from live.paper import run_paper
-    from live.parity import run_parity
+    from live.session.paper import run_paper
+    from live.session.parity import run_parity
     from tests.test_paper import REPLAY_FROM, paper_config
 
     csv, bundle = deep_bundle
@@ -283,7 +283,7 @@ def test_a_bundle_reading_more_history_than_the_session_backfills_exits_2(deep_b
 
 def test_without_tensorflow_a_deep_model_exits_2_with_the_extra_to_install(
         monkeypatch, tmp_path, capsys):
-    from backtests.cli import main
+    from ensemble_bt.cli import main
 
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     monkeypatch.setitem(sys.modules, "keras", None)
@@ -303,7 +303,7 @@ def test_without_tensorflow_a_deep_model_exits_2_with_the_extra_to_install(
 
 
 def test_deep_hyperparameters_come_from_the_config_and_key_the_prediction_cache():
-    from backtests.robustness_config import prediction_hash
+    from backtests.robustness.config import prediction_hash
     from backtests.runner import stack_factory
 
     cfg = load_config(None, {"models": ["xgb", "xlstm"], "device": "cpu",

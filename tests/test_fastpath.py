@@ -18,8 +18,8 @@ import pytest
 from backtests.datasets import load_dataset
 from backtests.engine import run_strategy
 from backtests.fastpath import fast_inputs, run_fast
+from backtests.synthetic import ar1_returns, noisy_foresight, ohlcv_from_returns, write_csv
 from sizing.config import SizingConfig
-from tests.synthetic import ar1_returns, noisy_foresight, ohlcv_from_returns, write_csv
 from tests.test_cli import run_cli
 
 COSTS = (0.0, 0.0005, 0.0025)  # per side, as commission and as slippage each

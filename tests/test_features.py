@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.errors import DataError
+from ensemble_bt.errors import DataError
 from models.features import FEATURE_NAMES, LOOKBACK, build_features
 
 N_BARS = 1_500

@@ -15,7 +15,7 @@ import pytest
 
 from backtests.config import load_config
 from backtests.runner import run_backtest
-from tests.synthetic import ar1_returns, random_walk, write_csv
+from backtests.synthetic import ar1_returns, random_walk, write_csv
 
 
 def _summary(frame, name: str, tmp: Path, horizon: int, meta: str = "mean") -> dict:

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.errors import BundleError, ConfigurationError, NotFittedError
-from models.gbm import LEARNERS, make_learner, purged_tail_split
+from ensemble_bt.errors import BundleError, ConfigurationError, NotFittedError
+from models.learners.base import purged_tail_split
+from models.learners.gbm import GBM_CLASSES as LEARNERS
+from models.learners.registry import make_learner
 from models.stacking import META_LEARNERS, StackedEnsemble
 
 ESTIMATORS = [

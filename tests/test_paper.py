@@ -11,16 +11,16 @@ from aiohttp import web
 
 from backtests.config import load_config
 from backtests.datasets import load_dataset
+from backtests.synthetic import ar1_returns, write_csv
 from backtests.train import train_bundle
-from live import sim_server
-from live.journal import JOURNAL_FILE, Journal
-from live.paper import run_paper
-from live.paper_config import PaperConfig
-from live.parity import run_parity
-from live.retrain import RetrainConfig
-from live.session_files import load_session
-from live.sim_faults import SimFaults
-from tests.synthetic import ar1_returns, write_csv
+from live.session.config import PaperConfig
+from live.session.exports import load_session
+from live.session.journal import JOURNAL_FILE, Journal
+from live.session.paper import run_paper
+from live.session.parity import run_parity
+from live.session.retrain import RetrainConfig
+from live.sim import server as sim_server
+from live.sim.faults import SimFaults
 from tests.test_cli import assert_bad_input, run_cli
 
 TRAIN_END = "2004-12-31"

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from live.daemon import LOCK_FILE, claim_state, probe_lock, state_session
-from live.journal import JOURNAL_FILE, SCHEMA_VERSION, Journal
-from live.paper_config import (
+from ensemble_bt.errors import ConfigurationError, DataError
+from live.session.config import (
     LIVE_ENV,
     AlpacaEndpoints,
     PaperConfig,
@@ -26,8 +25,9 @@ from live.paper_config import (
     endpoint_kind,
     shown_url,
 )
-from live.session_files import check_session
-from models.errors import ConfigurationError, DataError
+from live.session.daemon import LOCK_FILE, claim_state, probe_lock, state_session
+from live.session.exports import check_session
+from live.session.journal import JOURNAL_FILE, SCHEMA_VERSION, Journal
 from tests.badinput import assert_refused
 from tests.test_daemon import (  # noqa: F401 (fixtures)
     KEY,

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from backtests.datasets import load_dataset
-from live import retrain
-from live.journal import Journal
-from live.retrain import (
+from backtests.synthetic import ar1_returns, random_walk
+from live.session import retrain
+from live.session.journal import Journal
+from live.session.retrain import (
     LAST_FILE,
     PARTIAL,
     RETRAIN_DIR,
@@ -25,7 +26,6 @@ from live.retrain import (
 )
 from models.artifacts import load_bundle
 from models.features import FEATURE_NAMES
-from tests.synthetic import ar1_returns, random_walk
 
 SYMBOL = "AAA"
 DAY = pd.Timestamp("2005-12-30")

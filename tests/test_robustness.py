@@ -17,18 +17,18 @@ import pandas as pd
 import pytest
 from loguru import logger
 
-from backtests import cli
 from backtests.results import SUMMARY_KEYS
-from backtests.robustness import load_robustness_config
-from backtests.robustness_cache import PredictionCache, Predictions, cache_key
-from backtests.robustness_config import (
+from backtests.robustness.batch import load_robustness_config
+from backtests.robustness.cache import PredictionCache, Predictions, cache_key
+from backtests.robustness.config import (
     DEFAULT_COSTS,
     DEFAULT_DATA,
     DEFAULT_TASK_TIMEOUT,
     Window,
     parse_sizing_grid,
 )
-from tests.synthetic import ar1_returns, random_walk, write_csv
+from backtests.synthetic import ar1_returns, random_walk, write_csv
+from ensemble_bt import cli
 
 GRID_COLUMNS = ["symbol", "window", "cost", "sizing"]
 CHARTS = {"sharpe_heatmap.png", "equity_curves.png", "sharpe_histogram.png", "pbo_logits.png"}
@@ -51,7 +51,7 @@ def run_cli(root: Path, *args: str, out: str = "results", config: str = "grid.ya
             ) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     return subprocess.run(
-        [sys.executable, "-m", "backtests.cli", "robustness", "--config", config,
+        [sys.executable, "-m", "ensemble_bt.cli", "robustness", "--config", config,
          "--data", "ar1.csv,walk.csv", "--windows", WINDOWS, "--workers", "2",
          "--out", out, *args],
         cwd=root, capture_output=True, text=True, timeout=300, env=env)

@@ -3,7 +3,7 @@
 - A script that trains XGBoost in-process (so OpenMP has run) and then runs a 2-worker grid
   completes: workers come from a fork server, not from a fork of that script.
 - A task that runs past ``task_timeout`` and a worker that dies each end the batch with one
-  :class:`~backtests.robustness_executors.WorkerError` naming the task, and no worker is
+  :class:`~backtests.robustness.executors.WorkerError` naming the task, and no worker is
   left running.
 """
 
@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 from loguru import logger
 
-from backtests.robustness_executors import LocalExecutor
-from models.errors import DataError, WorkerError
-from tests.synthetic import ar1_returns, write_csv
+from backtests.robustness.executors import LocalExecutor
+from backtests.synthetic import ar1_returns, write_csv
+from ensemble_bt.errors import DataError, WorkerError
 
 # Trains XGBoost on 2 threads in this very process, then runs the CLI in it.
 TRAIN_THEN_GRID = """
@@ -31,7 +31,7 @@ import xgboost as xgb
 rng = np.random.default_rng(0)
 x, y = rng.normal(size=(4000, 8)), rng.normal(size=4000)
 xgb.train({"nthread": 2}, xgb.DMatrix(x, label=y), num_boost_round=20)
-from backtests import cli
+from ensemble_bt import cli
 sys.exit(cli.main(sys.argv[1:]))
 """
 # A hang guard for the subprocess, far above its normal run time; not a timing threshold.

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from live.schedule import DecisionClock, decision_time
+from live.alpaca.clock import DecisionClock, decision_time
 
 
 def test_decision_time_is_the_close_plus_the_delay_in_new_york():

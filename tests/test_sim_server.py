@@ -17,9 +17,9 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
 
-from live.sim_server import RunningServer, build_app, serve
-from live.sim_state import SimState, split_quantity
-from tests.synthetic import random_walk
+from backtests.synthetic import random_walk
+from live.sim.server import RunningServer, build_app, serve
+from live.sim.state import SimState, split_quantity
 
 KEY, SECRET, SYMBOL = "test-key", "test-secret", "SIM"
 START_INDEX = 30

@@ -14,8 +14,8 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
-from live.sim_server import ADVANCE_HOOKS_KEY, RunningServer, build_app, serve
-from tests.synthetic import random_walk
+from backtests.synthetic import random_walk
+from live.sim.server import ADVANCE_HOOKS_KEY, RunningServer, build_app, serve
 
 KEY, SECRET, SYMBOL = "err-key", "err-secret", "SIM"
 HEADERS = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}

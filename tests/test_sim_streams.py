@@ -36,10 +36,10 @@ from alpaca.trading.stream import TradingStream
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from live.sim_faults import SimFaults
-from live.sim_server import INJECTOR_KEY, RunningServer, build_app, serve
-from live.sim_streams import HUB_KEY, StreamHub
-from tests.synthetic import random_walk, write_csv
+from backtests.synthetic import random_walk, write_csv
+from live.sim.faults import SimFaults
+from live.sim.server import INJECTOR_KEY, RunningServer, build_app, serve
+from live.sim.streams import HUB_KEY, StreamHub
 
 KEY, SECRET = "stream-key", "stream-secret"
 HEADERS = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
@@ -405,7 +405,7 @@ def test_fault_switches_refuse_values_out_of_range(field, value):
 
 # -------------------------------------------------------------------------------- CLI
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backtests.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "ensemble_bt.cli", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60, env=env)
 
 
@@ -417,7 +417,7 @@ def walk_csv(tmp_path_factory) -> Path:
 @contextmanager
 def cli_server(*args: str) -> Iterator[tuple[subprocess.Popen, str]]:
     env = {**os.environ, "APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET}
-    proc = subprocess.Popen([sys.executable, "-m", "backtests.cli", "sim-server", *args,
+    proc = subprocess.Popen([sys.executable, "-m", "ensemble_bt.cli", "sim-server", *args,
                              "--port", "0"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

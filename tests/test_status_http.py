@@ -1,8 +1,8 @@
-"""``live.status`` and the read-only HTTP endpoint, on a state directory built by hand.
+"""``live.monitor.status`` and the read-only HTTP endpoint, on a state directory built by hand.
 
-The journal is written through :class:`live.journal.Journal` exactly as the daemon writes it,
-and ``status.json`` through :func:`live.recorder.write_status`; the endpoint is served on
-127.0.0.1 and queried with ``requests``.
+The journal is written through :class:`live.session.journal.Journal` exactly as the daemon
+writes it, and ``status.json`` through :func:`live.session.recorder.write_status`; the endpoint
+is served on 127.0.0.1 and queried with ``requests``.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from live.http_api import HOSTS_ENV, TOKEN_ENV, check_binding, parse_address, start_http
-from live.journal import JOURNAL_FILE, Journal
-from live.recorder import STATUS_FILE, write_status
-from live.status import read_status
-from models.errors import ConfigurationError, DataError
+from ensemble_bt.errors import ConfigurationError, DataError
+from live.monitor.http import HOSTS_ENV, TOKEN_ENV, check_binding, parse_address, start_http
+from live.monitor.status import STATUS_FILE, read_status, write_status
+from live.session.journal import JOURNAL_FILE, Journal
 from sizing.breaker import BreakerState
-from strategies.strategy import DECISION_FIELDS
+from sizing.decisions import DECISION_FIELDS
 
 SYMBOLS = ["AAA", "BBB", "CCC"]  # CCC belongs to the session but has no decision yet
 DAYS = ["2024-01-02", "2024-01-03", "2024-01-04"]
@@ -110,7 +109,7 @@ def test_read_status_with_corrupt_status_file_raises_data_error(tmp_path):
 def test_read_status_with_corrupt_journal_raises_data_error(tmp_path):
     (tmp_path / JOURNAL_FILE).write_bytes(b"not a database" * 100)
 
-    # live.journal names the file itself as not a journal; live.status wraps other failures.
+    # The journal names the file itself as not a journal; the status reader wraps the rest.
     with pytest.raises(DataError, match="not an ensemble-bt journal|cannot read the journal"):
         read_status(tmp_path)
 

@@ -10,10 +10,10 @@ import pytest
 from backtests.config import load_config
 from backtests.engine import make_feed, run_strategy
 from backtests.runner import Period, train_vintages
+from backtests.synthetic import ar1_returns, random_walk
 from models.signal import SeriesSignal, VintageSignal
 from sizing.config import SizingConfig
 from strategies.predictor import EnsemblePredictor
-from tests.synthetic import ar1_returns, random_walk
 
 
 class _Capture(bt.Strategy):

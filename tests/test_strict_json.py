@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 
 from backtests.config import load_config
-from backtests.robustness import load_robustness_config, run_robustness
+from backtests.robustness.batch import load_robustness_config, run_robustness
 from backtests.runner import run_backtest
+from backtests.synthetic import ar1_returns, write_csv
 from backtests.train import train_bundle
-from live.paper import run_paper
-from live.parity import run_parity
+from live.session.paper import run_paper
+from live.session.parity import run_parity
 from tests.badinput import run_cli
-from tests.synthetic import ar1_returns, write_csv
 from tests.test_paper import REPLAY_FROM, TRAIN_END, paper_config
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.errors import ConfigurationError
+from ensemble_bt.errors import ConfigurationError
 from models.features import build_features
 from models.targets import forward_log_return, label_end_index, to_daily_return
 

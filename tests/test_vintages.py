@@ -10,10 +10,10 @@ import pytest
 
 from backtests.config import load_config
 from backtests.runner import Period, train_vintages
-from models.errors import ConfigurationError, DataError
+from backtests.synthetic import ar1_returns
+from ensemble_bt.errors import ConfigurationError, DataError
 from models.signal import VintageSignal
 from models.vintages import build_schedule, leakage_audit
-from tests.synthetic import ar1_returns
 
 
 def test_schedule_trains_only_on_labels_ending_an_embargo_before_the_cutoff():

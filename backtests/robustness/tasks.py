@@ -1,0 +1,194 @@
+"""The work a robustness executor runs: pure functions of explicit, picklable inputs.
+
+Two kinds of task, so that a local process pool and Ray run the same code:
+
+- :func:`train_predictions`: fit the walk-forward vintages of one (dataset, window) and return
+  their predictions over every bar up to the window's end;
+- :func:`simulate_cells`: simulate several (cost, sizing) cells of one (dataset, window) from
+  those cached arrays and return each cell's ``runs.csv`` row and equity curve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtests.config import BacktestConfig
+from backtests.fastpath import run_fast
+from backtests.results import SUMMARY_KEYS, package_version, performance
+from backtests.robustness.cache import Predictions
+from backtests.runner import Period, train_vintages
+from ensemble_bt.errors import ConfigurationError, LeakageError
+from models.metrics import sharpe_ratio
+from models.signal import VintageSignal
+from models.targets import forward_log_return
+from models.vintages import leakage_audit
+from sizing.config import SizingConfig
+
+GRID_COLUMNS = ("symbol", "window", "cost", "sizing")
+RUN_COLUMNS = (*GRID_COLUMNS, *(k for k in SUMMARY_KEYS if k != "symbol"), "buy_hold_sharpe")
+ORDER_COLUMNS = ("date", "decided", "symbol", "side", "size", "price", "commission", "slippage",
+                 "notional", "status")
+BAR_COLUMNS = ("date", "equity", "position_weight", "prediction")
+
+
+def train_predictions(ohlcv: pd.DataFrame, start: int, cfg: BacktestConfig) -> Predictions:
+    """Walk-forward predictions over ``ohlcv`` (already truncated at the window's end).
+
+    Exactly what :func:`backtests.runner.run_backtest` feeds the strategy: the vintages of
+    :func:`backtests.runner.train_vintages` and their signal's ``predict_batch`` and
+    ``prior_batch`` over the same bars.
+    """
+    end = len(ohlcv) - 1
+    vintages = train_vintages(ohlcv, Period(start, end), cfg, progress=False)
+    signal = VintageSignal(vintages)
+    prediction = signal.predict_batch(ohlcv)
+    prior = signal.prior_batch(ohlcv.index)
+    eval_dates = ohlcv.index[start:]
+    audit = leakage_audit(vintages, eval_dates[np.isfinite(prediction[start:])], ohlcv.index)
+    if audit["verdict"] != "pass":
+        raise LeakageError(f"leakage audit failed: {audit['n_violations']} bars, first "
+                           f"{audit['violations'][:1]}; this is a bug, please report it")
+    return Predictions(ohlcv.index, prediction, prior, len(vintages), audit["verdict"])
+
+
+class ArraySignal:
+    """Cached predictions and priors as a :mod:`models.signal` signal (no model, no lookback).
+
+    The batch and streaming paths look the same arrays up by date, so a cell simulated from
+    the cache sees exactly the numbers the vintages produced.
+    """
+
+    lookback = 0
+
+    def __init__(self, predictions: Predictions) -> None:
+        self._prediction = pd.Series(predictions.prediction, index=predictions.dates)
+        self._prior = pd.Series(predictions.prior, index=predictions.dates)
+
+    def predict_batch(self, ohlcv: pd.DataFrame) -> np.ndarray:
+        return self._prediction.reindex(ohlcv.index).to_numpy(dtype=np.float64)
+
+    def prior_batch(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        return self._prior.reindex(dates).to_numpy(dtype=np.float64)
+
+    def predict_last(self, window: pd.DataFrame | None, date: pd.Timestamp) -> float:
+        return float(self._prediction.get(date, np.nan))
+
+    def prior_last(self, date: pd.Timestamp) -> float:
+        return float(self._prior.get(date, np.nan))
+
+
+@dataclass(frozen=True)
+class Group:
+    """One (dataset, window): the bars up to the window's end and their predictions."""
+
+    symbol: str
+    window: str
+    ohlcv: pd.DataFrame
+    start: int  # first evaluation bar
+    predictions: Predictions
+    horizon: int
+    cash: float
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (cost, sizing) simulation of a group."""
+
+    cost: float
+    sizing_label: str
+    sizing: SizingConfig
+    config_hash: str
+
+
+@dataclass(frozen=True)
+class CellResult:
+    row: dict[str, Any]  # the runs.csv row, RUN_COLUMNS
+    equity: np.ndarray  # equity on the group's evaluation bars
+
+
+Simulator = Callable[[Group, Cell], dict]
+
+
+def _simulate_backtrader(group: Group, cell: Cell) -> dict:
+    from backtests.engine import run_strategy
+
+    return run_strategy(
+        {group.symbol: group.ohlcv}, {group.symbol: ArraySignal(group.predictions)},
+        horizon=group.horizon, trade_start=group.ohlcv.index[group.start].date(),
+        sizing=cell.sizing, cash=group.cash, commission=cell.cost, slippage=0.0)
+
+
+def _simulate_fast(group: Group, cell: Cell) -> dict:
+    return run_fast(group.ohlcv, group.predictions.prediction, group.predictions.prior,
+                    horizon=group.horizon, trade_start=group.ohlcv.index[group.start].date(),
+                    sizing=cell.sizing, cash=group.cash, commission=cell.cost, slippage=0.0,
+                    symbol=group.symbol)
+
+
+def resolve_simulator(sim: str) -> Simulator:
+    """The cell simulator for ``--sim``: the numba fast path or backtrader (the reference)."""
+    if sim == "backtrader":
+        return _simulate_backtrader
+    if sim != "fast":
+        raise ConfigurationError(f"--sim {sim}: unknown simulator; choose fast or backtrader")
+    return _simulate_fast
+
+
+def simulate_cells(group: Group, cells: Sequence[Cell], sim: str) -> list[CellResult]:
+    """Simulate each cell and summarise it with the single backtest's ``performance()``."""
+    simulate = resolve_simulator(sim)
+    return [summarise(group, cell, simulate(group, cell)) for cell in cells]
+
+
+def describe_task(fn: Callable[..., Any], args: tuple) -> str:
+    """What one task of the batch works on, for messages: ``training AAPL for 2007-01-03..``.
+
+    Parameters
+    ----------
+    fn
+        The task function: :func:`train_predictions`, :func:`simulate_cells` or another.
+    args
+        Its arguments.  Under Ray a group may be an object reference; it is then not named.
+    """
+    if fn is train_predictions:
+        ohlcv, start = args[0], args[1]
+        return (f"training {str(ohlcv.attrs.get('symbol', '?')).upper()} for "
+                f"{ohlcv.index[start].date()}..{ohlcv.index[-1].date()}")
+    if fn is simulate_cells and isinstance(args[0], Group):
+        group, cells = args[0], args[1]
+        return f"{len(cells)} cells of {group.symbol} {group.window}"
+    return getattr(fn, "__qualname__", repr(fn))
+
+
+def summarise(group: Group, cell: Cell, analysis: dict) -> CellResult:
+    """The ``runs.csv`` row of one simulated cell: grid keys, then the summary keys."""
+    eval_dates = group.ohlcv.index[group.start:]
+    bars = pd.DataFrame(analysis["bars"], columns=list(BAR_COLUMNS))
+    bars["date"] = pd.to_datetime(bars["date"]).dt.normalize()
+    equity = bars.set_index("date").reindex(eval_dates)
+    orders = pd.DataFrame(analysis["orders"], columns=list(ORDER_COLUMNS))
+    close = group.ohlcv["close"].iloc[group.start:]
+    actual = forward_log_return(group.ohlcv["close"], group.horizon).iloc[group.start:]
+    summary = {
+        "symbol": group.symbol, "start": eval_dates[0].date().isoformat(),
+        "end": eval_dates[-1].date().isoformat(), "bars": int(len(eval_dates)),
+        "horizon": group.horizon,
+        **performance(equity, close, actual, orders),
+        "breaker_trips": analysis["breaker_trips"],
+        "max_gross_leverage": analysis["max_gross_leverage"],
+        "financing_costs": analysis["financing_costs"],
+        "n_vintages": group.predictions.n_vintages,
+        "leakage_audit": group.predictions.leakage_audit,
+        "config_hash": cell.config_hash, "version": package_version(),
+    }
+    assert tuple(summary) == SUMMARY_KEYS, "summary keys drifted from the contract"
+    closes = close.to_numpy(dtype=np.float64)
+    row = {**summary, "window": group.window, "cost": cell.cost, "sizing": cell.sizing_label,
+           "buy_hold_sharpe": sharpe_ratio(np.diff(closes) / closes[:-1])}
+    return CellResult({k: row[k] for k in RUN_COLUMNS},
+                      equity["equity"].to_numpy(dtype=np.float64))

@@ -1,0 +1,42 @@
+"""``ensemble-bt datasets``, ``backtest`` and ``train``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+BACKTEST_KEYS = ("data", "start", "end", "commission", "slippage", "horizon", "retrain_every",
+                 "models", "sim", "out", "seed", "bundle")
+TRAIN_KEYS = ("data", "end", "horizon", "retrain_every", "models", "seed")
+
+
+def datasets(args: argparse.Namespace) -> int:
+    from backtests.datasets import list_datasets
+
+    rows = list_datasets()
+    print(f"{'name':<8} {'start':<10}  {'end':<10}  {'bars':>5}  source")
+    for row in rows:
+        print(f"{row['name']:<8} {row['start']:<10}  {row['end']:<10}  {row['bars']:>5}  "
+              f"{row['source']}")
+    return 0
+
+
+def backtest(args: argparse.Namespace) -> int:
+    from backtests.config import load_config
+
+    cfg = load_config(args.config, {k: getattr(args, k) for k in BACKTEST_KEYS})
+    from backtests.runner import run_backtest  # the engines load only for a valid config
+
+    print(run_backtest(cfg, progress=not args.no_progress))
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from backtests.config import load_config
+
+    cfg = load_config(args.config, {k: getattr(args, k) for k in TRAIN_KEYS})
+    from backtests.train import train_bundle  # the learners load only for a valid config
+
+    print(train_bundle(cfg, Path(args.out), skip_gate=args.skip_gate,
+                       progress=not args.no_progress))
+    return 0

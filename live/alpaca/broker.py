@@ -1,0 +1,423 @@
+"""``AlpacaBroker``: backtrader orders submitted through alpaca-py's ``TradingClient``.
+
+- Orders are market orders with a deterministic ``client_order_id``:
+  ``{strategy}-{symbol}-{decision date}-{sequence}``.  A resubmission after a crash or a lost
+  reply finds the existing order instead of placing a second one.
+- Fills come from the trading stream's ``trade_updates``.  Each ``fill``/``partial_fill``
+  event carries the quantity and price of *that* execution; the broker applies exactly that
+  delta, so a partial fill followed by a fill is counted once (never the cumulative
+  ``filled_qty`` twice).
+- Cash and positions are kept from fills (commission from config): no REST call per bar.
+- Before the first bar it reconciles cash, positions and open orders over REST.
+- A fill is applied on the bar of its session date, as the backtester fills at the next
+  bar's open: the strategy sees the same state in both.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from typing import Any
+
+import backtrader as bt
+import pandas as pd
+from alpaca.common.exceptions import APIError
+from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
+from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
+from loguru import logger
+
+from live.alpaca.clock import bar_day
+from strategies.commission import FractionalCommission
+
+FILL_EVENTS = frozenset({"fill", "partial_fill"})
+DEAD_EVENTS = frozenset({"rejected", "canceled", "expired", "done_for_day"})
+
+
+def client_order_id(strategy_id: str, symbol: str, day: pd.Timestamp, sequence: int) -> str:
+    """Deterministic id of the ``sequence``-th order for ``symbol`` decided on ``day``."""
+    return f"{strategy_id}-{symbol}-{day:%Y%m%d}-{sequence}"
+
+
+class _Tracked:
+    """What the broker knows of one Alpaca order."""
+
+    __slots__ = ("order", "symbol", "side", "received_qty", "received_value", "dead")
+
+    def __init__(self, order: bt.Order | None, symbol: str, side: str, filled: float = 0.0,
+                 value: float = 0.0) -> None:
+        self.order, self.symbol, self.side = order, symbol, side
+        self.received_qty, self.received_value = filled, value
+        self.dead = False
+
+
+class AlpacaBroker(bt.broker.BrokerBase):
+    """A backtrader broker for one Alpaca account (see the module docstring).
+
+    Parameters
+    ----------
+    store : AlpacaStore
+        The account's store.
+    commission_rate : float
+        Commission per fill as a fraction of notional (0 on Alpaca; the replay's value).
+    strategy_id : str
+        Prefix of every ``client_order_id``.
+    journal : live.session.journal.Journal | None
+        The daemon's journal: order intents are committed before they are sent, fills as
+        they are applied.  None keeps nothing.
+    """
+
+    params = (("store", None), ("commission_rate", 0.0), ("strategy_id", "ens"),
+              ("journal", None))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notifs: collections.deque = collections.deque()
+        self.updates: queue.Queue = queue.Queue()
+        self.positions: dict[str, bt.Position] = collections.defaultdict(bt.Position)
+        self.cash = self.startingcash = 0.0
+        self._tracked: dict[str, _Tracked] = {}
+        self._sequence: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+        self._reconcile_flag = threading.Event()
+        self.initial_positions: dict[str, float] = {}
+
+    # --------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        super().start()
+        rate = self.p.commission_rate
+        self.addcommissioninfo(FractionalCommission(commission=rate, leverage=1.0))
+        self.p.store.start(broker=self)
+        self._reconcile()
+
+    def stop(self) -> None:
+        self.p.store.stop()
+
+    def _reconcile(self) -> None:
+        """Cash, positions and our open orders, once, before the first bar."""
+        trading = self.p.store.trading
+        account = trading.get_account()
+        self.cash = self.startingcash = float(account.cash)
+        for pos in trading.get_all_positions():
+            self.positions[pos.symbol] = bt.Position(size=float(pos.qty),
+                                                     price=float(pos.avg_entry_price))
+        self.initial_positions = {s: p.size for s, p in self.positions.items() if p.size}
+        prefix = f"{self.p.strategy_id}-"
+        open_orders = trading.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN))
+        for order in open_orders:
+            if order.client_order_id.startswith(prefix):
+                self._tracked[str(order.id)] = _Tracked(
+                    None, order.symbol, order.side.value, float(order.filled_qty or 0.0),
+                    float(order.filled_qty or 0.0) * float(order.filled_avg_price or 0.0))
+        self.catch_up_journal()
+        logger.info("reconciled: cash {:.2f}, {} positions, {} open orders of ours",
+                    self.cash, sum(1 for p in self.positions.values() if p.size),
+                    len(self._tracked))
+
+    # ------------------------------------------------------------------ accounting
+    def getcash(self) -> float:
+        return self.cash
+
+    def getvalue(self, datas: Any = None) -> float:
+        value = self.cash
+        feeds = self.p.store.feeds
+        for symbol, pos in self.positions.items():
+            feed = feeds.get(symbol)
+            price = feed.close[0] if feed is not None and len(feed) else pos.price
+            value += pos.size * price
+        return value
+
+    def getposition(self, data: bt.AbstractDataBase) -> bt.Position:
+        return self.positions[data._name]
+
+    def get_notification(self) -> bt.Order | None:
+        return self.notifs.popleft() if self.notifs else None
+
+    def notify(self, order: bt.Order) -> None:
+        self.notifs.append(order.clone())
+
+    # ---------------------------------------------------------------------- orders
+    def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,  # noqa: ANN001, PLR0913 (bt signature)
+            tradeid=0, oco=None, trailamount=None, trailpercent=None, parent=None,
+            transmit=True, histnotify=False, _checksubmit=True, **kwargs) -> bt.Order:
+        order = bt.BuyOrder(owner=owner, data=data, size=size, price=price, pricelimit=plimit,
+                            exectype=exectype, valid=valid, tradeid=tradeid, oco=oco,
+                            trailamount=trailamount, trailpercent=trailpercent,
+                            parent=parent, transmit=transmit, histnotify=histnotify)
+        return self._submit(order)
+
+    def sell(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,  # noqa: ANN001, PLR0913 (bt signature)
+             tradeid=0, oco=None, trailamount=None, trailpercent=None, parent=None,
+             transmit=True, histnotify=False, _checksubmit=True, **kwargs) -> bt.Order:
+        order = bt.SellOrder(owner=owner, data=data, size=size, price=price, pricelimit=plimit,
+                             exectype=exectype, valid=valid, tradeid=tradeid, oco=oco,
+                             trailamount=trailamount, trailpercent=trailpercent,
+                             parent=parent, transmit=transmit, histnotify=histnotify)
+        return self._submit(order)
+
+    def _submit(self, order: bt.Order) -> bt.Order:
+        order.addcomminfo(self.getcommissioninfo(order.data))
+        order.submit(self)
+        self.notify(order)
+        if order.exectype not in (None, bt.Order.Market):
+            logger.error("only market orders are supported; rejecting {}", order.getordername())
+            return self._reject(order)
+        symbol, side = order.data._name, "buy" if order.isbuy() else "sell"
+        day = pd.Timestamp(bt.num2date(order.created.dt).date())
+        self._sequence[(symbol, day)] += 1
+        cid = client_order_id(self.p.strategy_id, symbol, day, self._sequence[(symbol, day)])
+        request = MarketOrderRequest(symbol=symbol, qty=abs(order.size), side=OrderSide(side),
+                                     time_in_force=TimeInForce.DAY, client_order_id=cid)
+        try:
+            reply = self._send(request, day)
+        except APIError as exc:
+            logger.warning("order {} refused: HTTP {} {}", cid, exc.status_code, exc.message)
+            if self.p.journal is not None:
+                self.p.journal.record_order(cid, None, "refused")
+            return self._reject(order)
+        with self._lock:
+            tracked = self._tracked.setdefault(str(reply.id), _Tracked(order, symbol, side))
+            tracked.order = order
+        order.accept(self)
+        self.notify(order)
+        return order
+
+    def _send(self, request: MarketOrderRequest, day: pd.Timestamp) -> Any:
+        """Journal the intent, then send; an id an earlier run journaled is looked up first.
+
+        A ``client_order_id`` the broker already knows is never sent again: after a crash
+        between sending and journaling, the existing order is adopted.
+        """
+        journal, cid = self.p.journal, request.client_order_id
+        if journal is not None:
+            if journal.order(cid) is not None:
+                known = self._lookup(cid)
+                if known is not None:
+                    logger.info("{} was sent before a restart: adopting it", cid)
+                    self._journal_order(known)
+                    return known
+            else:
+                journal.record_intent(cid, request.symbol, request.side.value,
+                                      float(request.qty), day.date().isoformat())
+        reply = self._place(request)
+        self._journal_order(reply)
+        return reply
+
+    def _lookup(self, client_order_id: str) -> Any:
+        try:
+            return self.p.store.trading.get_order_by_client_id(client_order_id)
+        except APIError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    def _journal_order(self, reply: Any) -> None:
+        if self.p.journal is not None:
+            self.p.journal.record_order(
+                reply.client_order_id, str(reply.id), reply.status.value,
+                float(reply.filled_qty or 0.0),
+                None if reply.filled_avg_price is None else float(reply.filled_avg_price),
+                str(reply.updated_at))
+
+    def _place(self, request: MarketOrderRequest) -> Any:
+        """Submit; a duplicate ``client_order_id`` means an earlier try got through."""
+        trading = self.p.store.trading
+        try:
+            return trading.submit_order(request)
+        except APIError as exc:
+            if exc.status_code != 422 or "client_order_id" not in str(exc):
+                raise
+            logger.info("{} already exists: adopting it", request.client_order_id)
+            return trading.get_order_by_client_id(request.client_order_id)
+
+    def _reject(self, order: bt.Order) -> bt.Order:
+        order.reject(self)
+        self.notify(order)
+        return order
+
+    def cancel(self, order: bt.Order) -> None:
+        for order_id, tracked in self._tracked.items():
+            if tracked.order is order and not tracked.dead:
+                self.p.store.trading.cancel_order_by_id(order_id)
+
+    # ------------------------------------------------------------- trade updates
+    def push_update(self, update: Any) -> None:
+        """A ``trade_updates`` message (stream thread): counted now, applied in ``next``."""
+        with self._lock:
+            tracked = self._tracked.get(str(update.order.id))
+            if tracked is not None:
+                if update.event in FILL_EVENTS:
+                    tracked.received_qty += float(update.qty)
+                    tracked.received_value += float(update.qty) * float(update.price)
+                elif update.event in DEAD_EVENTS:
+                    tracked.dead = True
+        self.updates.put(update)
+
+    def request_reconcile(self) -> None:
+        """The trading stream reconnected: compare open orders with REST at the next bar."""
+        self._reconcile_flag.set()
+
+    def await_orders(self, orders: list[dict], timeout: float) -> None:
+        """Wait until the stream has brought every execution the replay reports.
+
+        After ``timeout`` the missing part of each order is taken from REST instead.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._caught_up(orders):
+            if time.monotonic() > deadline:
+                logger.warning("trade updates lag the replay; reconciling {} orders over REST",
+                               len(orders))
+                self._reconcile_orders([o["id"] for o in orders])
+                return
+            time.sleep(0.0005)
+
+    def _caught_up(self, orders: list[dict]) -> bool:
+        with self._lock:
+            for order in orders:
+                tracked = self._tracked.get(order["id"])
+                if tracked is None:
+                    continue  # not ours
+                if abs(tracked.received_qty - float(order["filled_qty"] or 0.0)) > 1e-9:
+                    return False
+                if order["status"] in DEAD_EVENTS and not tracked.dead:
+                    return False
+        return True
+
+    def _reconcile_orders(self, order_ids: list[str]) -> None:
+        """Synthesise the executions and terminal events the stream lost."""
+        for order_id in order_ids:
+            with self._lock:
+                tracked = self._tracked.get(order_id)
+            if tracked is None:
+                continue
+            reply = self.p.store.trading.get_order_by_id(order_id)
+            filled = float(reply.filled_qty or 0.0)
+            missing = filled - tracked.received_qty
+            if missing > 1e-9:
+                total = filled * float(reply.filled_avg_price)
+                price = (total - tracked.received_value) / missing
+                event = "fill" if reply.status.value == "filled" else "partial_fill"
+                self.push_update(_Synthetic(event, reply, missing, price,
+                                            reply.filled_at or reply.updated_at))
+            status = reply.status.value
+            if status in DEAD_EVENTS and not tracked.dead:
+                self.push_update(_Synthetic(status, reply, None, None, reply.updated_at))
+
+    def next(self) -> None:
+        """Apply queued updates whose session has reached the bar being processed."""
+        if self._reconcile_flag.is_set():
+            self._reconcile_flag.clear()
+            open_ids = [i for i, t in self._tracked.items() if not t.dead and t.order is not None]
+            self._reconcile_orders(open_ids)
+        held: list[Any] = []
+        while True:
+            try:
+                update = self.updates.get_nowait()
+            except queue.Empty:
+                break
+            if held or not self._apply(update):
+                held.append(update)  # keep the stream's order
+        for update in held:
+            self.updates.put(update)
+
+    def _apply(self, update: Any) -> bool:
+        """Apply one update; False when its fill belongs to a bar not yet delivered."""
+        tracked = self._tracked.get(str(update.order.id))
+        if update.event in FILL_EVENTS:
+            feed = self.p.store.feeds.get(update.order.symbol)
+            if feed is not None and (not len(feed) or bt.num2date(feed.datetime[0]).date()
+                                     < bar_day_of_fill(update.timestamp)):
+                return False
+            self._fill(tracked, update, feed)
+        elif update.event in DEAD_EVENTS and tracked is not None:
+            self._journal_order(update.order)
+            order = tracked.order
+            if order is None:
+                return True
+            if order.alive():
+                if update.event == "rejected":
+                    logger.warning("order {} rejected by the broker",
+                                   update.order.client_order_id)
+                    order.reject(self)
+                else:
+                    order.cancel()
+                self.notify(order)
+        return True
+
+    def _fill(self, tracked: _Tracked | None, update: Any, feed: Any) -> None:
+        qty, price = float(update.qty), float(update.price)
+        symbol = update.order.symbol
+        size = qty if update.order.side.value == "buy" else -qty
+        position = self.positions[symbol]
+        old_price = position.price
+        psize, pprice, opened, closed = position.update(size, price)
+        comminfo = self.getcommissioninfo(feed)
+        self.cash -= size * price + comminfo.getcommission(size, price)
+        self._journal_fill(update, qty, price)
+        order = tracked.order if tracked is not None else None
+        if order is None or feed is None:
+            return
+        order.execute(feed.datetime[0], size, price,
+                      closed, comminfo.getoperationcost(closed, old_price),
+                      comminfo.getcommission(closed, price),
+                      opened, comminfo.getoperationcost(opened, price),
+                      comminfo.getcommission(opened, price),
+                      0.0, comminfo.profitandloss(-closed, old_price, price), psize, pprice)
+        if order.executed.remsize:
+            order.partial()
+        else:
+            order.completed()
+        self.notify(order)
+
+
+    def _journal_fill(self, update: Any, qty: float, price: float) -> None:
+        journal = self.p.journal
+        if journal is None:
+            return
+        cid = update.order.client_order_id
+        key = (str(update.execution_id) if getattr(update, "execution_id", None)
+               else f"{cid}:rest:{journal.filled_qty(cid) + qty!r}")
+        journal.record_fill(key, cid, update.order.symbol, update.order.side.value, qty, price,
+                            bar_day_of_fill(update.timestamp).isoformat())
+        status = update.order.status.value if update.event == "partial_fill" else "filled"
+        total, value = journal.fill_totals(cid)
+        journal.record_order(cid, str(update.order.id), status, total, value / total,
+                             str(update.timestamp))
+
+    def catch_up_journal(self) -> None:
+        """Journal the fills of orders that executed while the daemon was down."""
+        journal = self.p.journal
+        if journal is None:
+            return
+        for row in journal.open_orders():
+            reply = self._lookup(row["client_order_id"])
+            if reply is None:
+                continue  # an intent that never reached the broker: the bar is re-decided
+            filled = float(reply.filled_qty or 0.0)
+            done_qty, done_value = journal.fill_totals(row["client_order_id"])
+            missing = filled - done_qty
+            if missing > 1e-9:
+                price = (filled * float(reply.filled_avg_price) - done_value) / missing
+                journal.record_fill(f"{reply.client_order_id}:rest:{filled!r}",
+                                    reply.client_order_id, reply.symbol, reply.side.value,
+                                    missing, price,
+                                    bar_day_of_fill(reply.filled_at or reply.updated_at)
+                                    .isoformat())
+                logger.info("journaled {} shares of {} filled while down", missing,
+                            reply.client_order_id)
+            self._journal_order(reply)
+
+
+def bar_day_of_fill(stamp: Any) -> Any:
+    """Session date of a fill's timestamp (New York)."""
+    return bar_day(stamp).date()
+
+
+class _Synthetic:
+    """A trade update rebuilt from REST when the stream lost it."""
+
+    def __init__(self, event: str, order: Any, qty: float | None, price: float | None,
+                 timestamp: Any) -> None:
+        self.event, self.order, self.qty, self.price = event, order, qty, price
+        self.timestamp = timestamp

@@ -1,0 +1,324 @@
+"""Paper-trading configuration: endpoints, symbols, bundle, costs and sizing.
+
+Credentials are never part of a config: they come from ``APCA_API_KEY_ID`` and
+``APCA_API_SECRET_KEY`` (see :func:`credentials_from_env`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
+
+from ensemble_bt.errors import ConfigurationError
+from ensemble_bt.yamlio import first_error, read_config
+from live.session.retrain import RetrainConfig
+from sizing.config import SizingConfig
+
+_SYMBOL = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
+_ID = re.compile(r"^[A-Za-z0-9_]{1,16}$")
+
+#: alpaca-py's base URLs (``alpaca.common.enums.BaseURL``): what a null URL resolves to.
+PAPER_TRADING_URL = "https://paper-api.alpaca.markets"
+LIVE_TRADING_URL = "https://api.alpaca.markets"
+PAPER_STREAM_URL = "wss://paper-api.alpaca.markets/stream"
+LIVE_STREAM_URL = "wss://api.alpaca.markets/stream"
+PAPER_HOST = "paper-api.alpaca.markets"
+ALPACA_DOMAIN = "alpaca.markets"
+LIVE_ENV = "ENSEMBLE_BT_ALLOW_LIVE"
+EndpointKind = Literal["paper", "loopback", "sim", "live"]
+# Printable ASCII without spaces or backslashes: parsers agree on such URLs.
+_PLAIN_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[!-\[\]-~]+$")
+_DNS_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+
+
+def _host_of(url: str) -> str | None:
+    """The lower-case host ``url`` connects to, or None when parsers could disagree on it.
+
+    alpaca-py appends ``/v2/...`` to a REST base URL and requests parses the result with
+    urllib3; websockets parses a stream URL with :func:`urllib.parse.urlsplit`.  The host
+    counts only when both parsers, on the base and on the request URL, name the same one.
+    """
+    if not _PLAIN_URL.match(url):
+        return None
+    try:
+        hosts = {urlsplit(url).hostname, urlsplit(f"{url}/v2/account").hostname,
+                 parse_url(f"{url}/v2/account").host}
+        urlsplit(url).port  # noqa: B018 (raises ValueError on a malformed port)
+    except (ValueError, LocationParseError):
+        return None
+    hosts = {h.lower().strip("[]").rstrip(".") if h else None for h in hosts}
+    return hosts.pop() if len(hosts) == 1 and None not in hosts else None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def endpoint_kind(url: str, sim: bool = False, secure_scheme: str = "https") -> EndpointKind:
+    """Whose money an endpoint moves: ``"paper"``, ``"loopback"``, ``"sim"`` or ``"live"``.
+
+    Parameters
+    ----------
+    url : str
+        The base URL a client connects to, already resolved (see
+        :meth:`AlpacaEndpoints.trading_endpoints`).
+    sim : bool
+        The config says the endpoints are a local replay server (``alpaca.sim: true``).
+    secure_scheme : str
+        ``"https"`` for REST, ``"wss"`` for a stream: Alpaca's paper host counts as paper only
+        over it.
+
+    Returns
+    -------
+    str
+        ``"paper"``: Alpaca's paper host over ``secure_scheme``; ``"loopback"``: localhost,
+        127.0.0.0/8 or ::1; ``"sim"``: with ``sim``, any host outside ``alpaca.markets``;
+        ``"live"``: anything else, including a URL whose host is ambiguous.  Only ``"live"``
+        can move real money.
+
+    Examples
+    --------
+    >>> endpoint_kind("https://api.alpaca.markets/")
+    'live'
+    >>> endpoint_kind("https://paper-api.alpaca.markets.evil.com", sim=True)
+    'sim'
+    >>> endpoint_kind("https://paper-api.alpaca.markets.evil.com")
+    'live'
+    """
+    host = _host_of(url)
+    if host is None:
+        return "live"
+    if host == PAPER_HOST and _scheme(url) == secure_scheme:
+        return "paper"
+    if _loopback(host):
+        return "loopback"
+    alpaca = host == ALPACA_DOMAIN or host.endswith(f".{ALPACA_DOMAIN}")
+    if sim and not alpaca and (_DNS_NAME.match(host) or _is_ip(host)):
+        return "sim"
+    return "live"
+
+
+def _scheme(url: str) -> str:
+    try:
+        return urlsplit(url).scheme.lower()
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return ""
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def shown_url(url: str, limit: int = 120) -> str:
+    """``url`` for a message or a log: credentials in it masked, cut to ``limit`` characters."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        url = f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url if len(url) <= limit else f"{url[:limit]}... ({len(url)} characters)"
+
+
+@dataclass(frozen=True)
+class TradingEndpoint:
+    """A resolved trading endpoint: the config key that sets it, its URL and its kind."""
+
+    key: str
+    url: str
+    kind: EndpointKind
+
+
+class AlpacaEndpoints(BaseModel):
+    """Where the clients connect.  ``null`` URLs mean Alpaca's own (paper) endpoints.
+
+    ``ensemble-bt paper --replay`` points every URL at the local server it starts.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    paper: bool = Field(True, description="what a null trading URL means: Alpaca's paper "
+                        "endpoints (true) or its live-money ones (false); the resolved URL, "
+                        "not this flag, decides whether a session is live")
+    sim: bool = Field(False, description="the endpoints are a local replay server "
+                      "(ensemble-bt sim-server): drive its replay")
+    trading_url: str | None = Field(None, description="TradingClient url_override")
+    data_url: str | None = Field(None, description="StockHistoricalDataClient url_override")
+    data_stream_url: str | None = Field(None, description="StockDataStream url_override")
+    trading_stream_url: str | None = Field(None, description="TradingStream url_override")
+    feed: Literal["iex", "sip"] = Field("iex", description="market-data feed")
+    stream_bars: Literal["bars", "dailyBars"] = Field(
+        "dailyBars", description="stream channel: dailyBars for daily strategies, bars for the "
+        "local server's replay")
+    rest_retries: int = Field(3, ge=0, le=10, description="retries of a 429/5xx REST reply")
+    rest_retry_wait: float = Field(0.5, ge=0, le=60, description="seconds between retries")
+    fill_timeout: float = Field(10.0, gt=0, description="seconds to wait for the trading "
+                                "stream before reconciling fills over REST (replay)")
+    bar_timeout: float = Field(5.0, gt=0, description="seconds to wait for a streamed bar "
+                               "before backfilling it over REST (replay)")
+
+    def trading_endpoints(self) -> tuple[TradingEndpoint, TradingEndpoint]:
+        """The trading REST and trading-stream endpoints, resolved as alpaca-py resolves them.
+
+        A null (or empty) URL is Alpaca's paper URL when ``paper`` is true, else its live URL.
+        Orders go over REST only, but the stream authenticates with the same keys and carries
+        the account's fills, so both count: a session is live when either is.
+
+        Raises
+        ------
+        ConfigurationError
+            A URL set with the wrong scheme (REST needs http(s), a stream ws(s)).
+        """
+        rest = self.trading_url or (PAPER_TRADING_URL if self.paper else LIVE_TRADING_URL)
+        stream = self.trading_stream_url or (PAPER_STREAM_URL if self.paper
+                                             else LIVE_STREAM_URL)
+        out = []
+        for key, url, schemes in (("trading_url", rest, ("http", "https")),
+                                  ("trading_stream_url", stream, ("ws", "wss"))):
+            if _scheme(url) not in schemes:
+                raise ConfigurationError(f"alpaca.{key} {shown_url(url)!r}: use a "
+                                         f"{schemes[1]}:// (or {schemes[0]}://) URL")
+            out.append(TradingEndpoint(f"alpaca.{key}", url,
+                                       endpoint_kind(url, self.sim, secure_scheme=schemes[1])))
+        return out[0], out[1]
+
+
+class PaperConfig(BaseModel):
+    """Everything a paper session needs (``configs/paper.yaml``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbols: tuple[str, ...] = Field(("AAPL",), min_length=1, description="symbols traded")
+    bundle: str = Field(..., description="trained bundle directory (ensemble-bt train)")
+    horizon: int = Field(5, ge=1, le=63, description="label horizon of the bundle")
+    allocations: dict[str, float] | None = Field(None, description="share of equity per "
+                                                 "symbol; null splits equally")
+    history_days: int = Field(400, ge=150, le=3650, description="calendar days of history "
+                              "backfilled to warm up features")
+    commission: float = Field(0.0, ge=0, lt=0.1, description="fraction of notional per fill")
+    slippage: float = Field(0.0, ge=0, lt=0.1, description="fraction of price per fill "
+                            "(replay server only; Alpaca fills at market)")
+    initial_cash: float = Field(100_000.0, gt=0, description="starting cash (replay only)")
+    strategy_id: str = Field("ens", description="prefix of every client_order_id")
+    allow_live: bool = Field(False, description="with ENSEMBLE_BT_ALLOW_LIVE=1, allows a "
+                             "live trading endpoint (real money): any but Alpaca's paper "
+                             "host, loopback or a sim server")
+    state_dir: str = Field("paper_state", description="where the session records bars, "
+                           "decisions and orders (a new or empty directory)")
+    decision_delay_minutes: int = Field(10, ge=0, le=240, description="decision time: minutes "
+                                        "after each session's close (Alpaca clock) to wait "
+                                        "for the daily bar before backfilling it")
+    retrain: RetrainConfig = RetrainConfig()
+    alpaca: AlpacaEndpoints = AlpacaEndpoints()
+    sizing: SizingConfig = SizingConfig(max_long=0.95, max_short=0.0, base_long_bias=0.8,
+                                        margin_rate=0.0, short_borrow_rate=0.0)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        value = tuple(s.upper() for s in value)
+        bad = [s for s in value if not _SYMBOL.match(s)]
+        if bad:
+            raise ValueError(f"symbols: {bad} are not ticker symbols")
+        if len(set(value)) != len(value):
+            raise ValueError("symbols: a symbol is listed twice")
+        return value
+
+    @field_validator("strategy_id")
+    @classmethod
+    def _strategy_id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError("strategy_id: use 1-16 letters, digits or underscores")
+        return value
+
+    def checked_allocations(self) -> dict[str, float] | None:
+        """Allocations for :class:`strategies.sizers.KellySizer`, checked against ``symbols``."""
+        if self.allocations is None:
+            return None
+        alloc = {k.upper(): float(v) for k, v in self.allocations.items()}
+        if set(alloc) != set(self.symbols):
+            raise ConfigurationError(f"allocations must name exactly the traded symbols "
+                                     f"{list(self.symbols)[:20]}; got {sorted(alloc)[:20]}: "
+                                     "fix allocations in the config, or set it to null")
+        if any(v < 0 for v in alloc.values()) or sum(alloc.values()) > 1.0 + 1e-9:
+            raise ConfigurationError("allocations must be >= 0 and sum to at most 1")
+        return alloc
+
+
+def check_live(cfg: PaperConfig, environ: dict[str, str] | None = None) -> None:
+    """Refuse real money unless ``allow_live: true`` *and* ``ENSEMBLE_BT_ALLOW_LIVE=1``.
+
+    The resolved endpoints decide (:meth:`AlpacaEndpoints.trading_endpoints`), not
+    ``alpaca.paper``: ``paper: true`` with ``trading_url: https://api.alpaca.markets`` is live.
+
+    Parameters
+    ----------
+    cfg : PaperConfig
+        The effective config (``--replay`` has already pointed it at its local server).
+    environ : dict | None
+        The environment to read ``ENSEMBLE_BT_ALLOW_LIVE`` from; defaults to ``os.environ``.
+
+    Raises
+    ------
+    ConfigurationError
+        A live endpoint without both opt-ins; the message names the endpoint.
+    """
+    live = [e for e in cfg.alpaca.trading_endpoints() if e.kind == "live"]
+    if not live:
+        return
+    env = os.environ if environ is None else environ
+    if cfg.allow_live and env.get(LIVE_ENV) == "1":
+        return
+    first = live[0]
+    raise ConfigurationError(
+        f"{first.key} resolves to {shown_url(first.url)}, a live-money endpoint (not "
+        f"{PAPER_HOST} over https, loopback or a sim server); real money needs allow_live: "
+        f"true in the config and {LIVE_ENV}=1 in the environment")
+
+
+def load_paper_config(path: str | Path | None, overrides: dict[str, Any] | None = None,
+                      ) -> PaperConfig:
+    """Read and validate a paper config; every failure is a one-line ConfigurationError."""
+    raw, source, _ = read_config(path, overrides)
+    try:
+        return PaperConfig.model_validate(raw)
+    except ValidationError as exc:
+        e = first_error(exc, source)
+        if e.kind == "extra_forbidden":
+            raise ConfigurationError(f"{source}: unknown key '{e.key}'; remove it (see "
+                                     "configs/paper.yaml for keys)") from None
+        if e.kind == "missing":
+            raise ConfigurationError(f"{source}: key '{e.key}' is required") from None
+        raise ConfigurationError(f"{source}: key '{e.key}': {e.message}") from None
+
+
+def credentials_from_env(default: tuple[str, str] | None = None) -> tuple[str, str]:
+    """``(key_id, secret)`` from ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY``.
+
+    ``default`` is used when both are unset (the local replay server); otherwise a missing
+    variable is a ConfigurationError.  The values are never logged.
+    """
+    key, secret = os.environ.get("APCA_API_KEY_ID"), os.environ.get("APCA_API_SECRET_KEY")
+    if key and secret:
+        return key, secret
+    if default is not None and not key and not secret:
+        return default
+    raise ConfigurationError("set APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment "
+                             "(paper keys from the Alpaca dashboard)")

@@ -1,0 +1,84 @@
+"""``JournalRecorder``: after each bar, commit what the strategy saw and decided.
+
+Runs as a backtrader analyzer, i.e. after ``EnsembleStrategy.next`` for the bar: it journals
+the bar of every feed, that bar's decisions (one per symbol, so a bar is decided once) and the
+account row with the breaker state, in one transaction; then refreshes ``status.json`` and
+gives a finished retraining the chance to swap its bundle in for the next decision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import backtrader as bt
+import pandas as pd
+
+from live.monitor.status import write_status
+
+
+class JournalRecorder(bt.Analyzer):
+    """Journals every delivered bar and every decided one (see the module docstring).
+
+    Parameters
+    ----------
+    journal : live.session.journal.Journal
+    state_dir : pathlib.Path
+    live_from : pandas.Timestamp
+        The session's first decision day.
+    resume_after : pandas.Timestamp | None
+        Bars up to this day were journaled by an earlier run.
+    status : Callable[[], dict]
+        Returns the status fields the recorder does not know (state, connections, ...).
+    bundle_of : Callable[[pandas.Timestamp], tuple[int, str]]
+        Id and path of the bundle that decides a day.
+    on_bar : Callable[[pandas.Timestamp], None] | None
+        Called after each decided bar is committed (bundle swaps).
+    """
+
+    params = (("journal", None), ("state_dir", None), ("live_from", None),
+              ("resume_after", None), ("status", None), ("bundle_of", None), ("on_bar", None))
+
+    def start(self) -> None:
+        self._pending_bars: list[tuple] = []
+        self._seen = 0
+        self._live_from = pd.Timestamp(self.p.live_from)
+        self._resume = pd.Timestamp(self.p.resume_after) if self.p.resume_after else None
+
+    def next(self) -> None:
+        strat = self.strategy
+        day = pd.Timestamp(bt.num2date(strat.datas[0].datetime[0]).date())
+        iso = day.date().isoformat()
+        self._pending_bars += [(d._name, iso, d.open[0], d.high[0], d.low[0], d.close[0],
+                                d.volume[0]) for d in strat.datas]
+        new = strat.decisions[self._seen:]
+        self._seen = len(strat.decisions)
+        if day < self._live_from or (self._resume is not None and day <= self._resume):
+            return  # warm-up or already decided: bars are committed with the next decision
+        bundle = self.p.bundle_of(day)
+        rows = [(iso, *row[1:], bundle[0]) for row in new]
+        broker, breaker = strat.broker, strat.breaker
+        equity = (iso, broker.getvalue(), broker.getcash(), breaker.high_water,
+                  breaker.drawdown, breaker.to_json())
+        self.p.journal.record_bar_step(self._pending_bars, rows, equity)
+        self._pending_bars = []
+        self._status(day, bundle, equity)
+        if self.p.on_bar is not None:
+            self.p.on_bar(day)
+
+    def _status(self, day: pd.Timestamp, bundle: tuple[int, str], equity: tuple) -> None:
+        strat = self.strategy
+        arrived = max(d.arrivals.get(day, time.perf_counter()) for d in strat.datas)
+        status = {
+            "updated": datetime.now(UTC).isoformat(timespec="seconds"), "pid": os.getpid(),
+            "state": "running", "last_bar": day.date().isoformat(),
+            "positions": {d._name: strat.getposition(d).size for d in strat.datas},
+            "equity": equity[1], "cash": equity[2], "high_water": equity[3],
+            "drawdown": equity[4], "breaker": json.loads(equity[5]),
+            "lag_seconds": round(time.perf_counter() - arrived, 6),
+            "bundle": {"id": bundle[0], "path": bundle[1]}, **self.p.status(),
+        }
+        write_status(Path(self.p.state_dir), status)

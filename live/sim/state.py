@@ -1,0 +1,564 @@
+"""Replay state of the local Alpaca-protocol server: clock, orders, fills, cash and positions.
+
+No web code lives here.  :mod:`live.sim.server` turns this state into Alpaca's JSON and
+:mod:`live.sim.streams` broadcasts its event log.
+
+The simulated time sits *after the close* of the current bar: a strategy decides on the close
+of bar ``t``, submits market orders, and :meth:`SimState.advance` moves to bar ``t + 1`` and
+fills them at its open.  Nothing moves unless ``advance`` is called, so a replay is
+deterministic however fast the client is.
+
+Several symbols replay on one calendar: the dates every frame has.
+
+:class:`SavedState` is the shape of a saved replay (``sim-server --state``), validated in full
+before a resumed server uses any of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import reduce
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from loguru import logger
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+NEW_YORK = "America/New_York"
+OPEN_STATUSES = frozenset({"accepted", "new", "pending_new", "partially_filled"})
+TIME_IN_FORCE = frozenset({"day", "gtc", "opg"})
+COLUMNS = ("open", "high", "low", "close", "volume")
+QTY_DECIMALS = 9
+_EPSILON = 10 ** -QTY_DECIMALS
+_NAMESPACE = uuid.UUID("6f1d2c1e-9d4b-5a53-8f0a-2f7c1c8e5a11")
+
+
+class SimRejection(Exception):
+    """A request the simulated broker refuses, carrying Alpaca's HTTP status and error code.
+
+    Parameters
+    ----------
+    status : int
+        HTTP status to answer with (403, 404, 409 or 422).
+    code : int
+        Alpaca's eight-digit error code.
+    message : str
+        Human-readable reason.
+    """
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class SimOrder:
+    """One market order as the simulated broker keeps it.
+
+    ``sequence`` is the order's 1-based submission number; ``filled_qty`` is cumulative over
+    its executions.
+    """
+
+    id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: float | None
+    notional: float | None
+    time_in_force: str
+    submitted_at: pd.Timestamp
+    status: str = "new"
+    updated_at: pd.Timestamp | None = None
+    filled_qty: float = 0.0
+    filled_avg_price: float | None = None
+    filled_at: pd.Timestamp | None = None
+    canceled_at: pd.Timestamp | None = None
+    failed_at: pd.Timestamp | None = None
+    sequence: int = 0
+    executions: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the order can still fill or be canceled."""
+        return self.status in OPEN_STATUSES
+
+
+@dataclass
+class SimPosition:
+    """A long holding in one symbol: quantity and total cost of the shares held."""
+
+    qty: float = 0.0
+    cost_basis: float = 0.0
+
+    @property
+    def avg_entry_price(self) -> float:
+        """Average cost per share (0 when flat)."""
+        return self.cost_basis / self.qty if self.qty else 0.0
+
+
+def deterministic_uuid(kind: str, key: str) -> str:
+    """A uuid5 that is the same on every run for the same ``kind`` and ``key``."""
+    return str(uuid.uuid5(_NAMESPACE, f"{kind}:{key}"))
+
+
+def session_time(day: pd.Timestamp, hhmm: str) -> pd.Timestamp:
+    """New York wall time ``hhmm`` on the calendar date of ``day``, tz-aware."""
+    return pd.Timestamp(f"{day.date().isoformat()} {hhmm}").tz_localize(NEW_YORK)
+
+
+def bar_timestamp(day: pd.Timestamp) -> pd.Timestamp:
+    """Alpaca's stamp for a daily bar: midnight New York of its date, in UTC."""
+    return session_time(day, "00:00").tz_convert("UTC")
+
+
+def fill_price(open_price: float, side: str, slippage: float) -> float:
+    """Price a market order pays at ``open_price``: worse by the fraction ``slippage``."""
+    return open_price * (1.0 + slippage) if side == "buy" else open_price * (1.0 - slippage)
+
+
+def split_quantity(qty: float, partial: bool) -> list[float]:
+    """The quantities of an order's executions: all at once, or half then the rest.
+
+    With ``partial`` the first execution is ``floor(qty / 2)`` when ``qty`` is a whole number
+    of at least 2 shares, else ``qty / 2`` rounded to 9 decimals; the second is the remainder.
+    """
+    if not partial:
+        return [qty]
+    whole = float(qty).is_integer() and qty >= 2
+    first = float(math.floor(qty / 2)) if whole else round(qty / 2, QTY_DECIMALS)
+    rest = round(qty - first, QTY_DECIMALS)
+    return [first, rest] if first > 0 and rest > 0 else [qty]
+
+
+def align_feeds(feeds: Mapping[str, pd.DataFrame],
+                ) -> tuple[dict[str, pd.DataFrame], pd.DatetimeIndex, int]:
+    """Upper-case the symbols and cut every frame to the dates all of them have.
+
+    Returns
+    -------
+    tuple of (dict, pandas.DatetimeIndex, int)
+        The frames keyed by symbol, in symbol order, the common calendar, and how many dates
+        some but not all frames have (dropped from the replay).
+
+    Raises
+    ------
+    ValueError
+        No feeds, a duplicate symbol, a frame without OHLCV columns, or no common date.
+    """
+    if not feeds:
+        raise ValueError("no feeds to replay: pass at least one symbol's bars")
+    frames: dict[str, pd.DataFrame] = {}
+    for name, frame in feeds.items():
+        symbol = str(name).strip().upper()
+        missing = set(COLUMNS) - set(frame.columns)
+        if missing:
+            raise ValueError(f"{symbol}: bars lack columns {sorted(missing)}")
+        if not symbol or symbol in frames:
+            raise ValueError(f"symbol {name!r} is empty or given twice")
+        frames[symbol] = frame.sort_index()
+    union = reduce(lambda a, b: a.union(b), (f.index for f in frames.values()))
+    calendar = reduce(lambda a, b: a.intersection(b), (f.index for f in frames.values()))
+    if calendar.empty:
+        raise ValueError(f"the bars of {', '.join(sorted(frames))} share no date to replay")
+    aligned = {s: frames[s].loc[calendar] for s in sorted(frames)}
+    return aligned, pd.DatetimeIndex(calendar), len(union) - len(calendar)
+
+
+def _non_negative(**values: float) -> None:
+    for name, value in values.items():
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+
+
+class SimState:
+    """Replay clock, order book and cash account over several symbols' daily bars.
+
+    Parameters
+    ----------
+    feeds : Mapping of str to pandas.DataFrame
+        Daily bars per symbol: sorted, unique, UTC-naive DatetimeIndex and columns ``open``,
+        ``high``, ``low``, ``close``, ``volume``.  Symbols are upper-cased; the replay calendar
+        is the dates every frame has.
+    start : datetime.date or None
+        The replay starts on the first calendar date at or after this date; ``None`` starts on
+        the first.  Earlier bars are history that the bars endpoint serves.
+    cash : float
+        Starting cash.
+    commission : float
+        Commission as a fraction of each execution's notional, deducted from cash.
+    slippage : float
+        Fraction by which a fill is worse than the bar's open.
+    partial_fills : bool
+        Fill every order in two executions (see :func:`split_quantity`).
+    reject_every : int or None
+        Reject the N-th, 2N-th ... submitted order when it would fill.
+
+    Attributes
+    ----------
+    events : list of dict
+        Trade events in the order they happened.  Each has ``event`` (``new``,
+        ``partial_fill``, ``fill``, ``canceled``, ``rejected``), ``order`` (a
+        :class:`SimOrder` copy as of the event), ``timestamp`` (tz-aware), and for executions
+        ``execution_id``, ``price``, ``qty`` (this execution's) and ``position_qty``.
+    """
+
+    def __init__(self, feeds: Mapping[str, pd.DataFrame], start: date | None = None,
+                 cash: float = 100_000.0, commission: float = 0.0, slippage: float = 0.0,
+                 partial_fills: bool = False, reject_every: int | None = None) -> None:
+        _non_negative(cash=float(cash), commission=float(commission), slippage=float(slippage))
+        if reject_every is not None and reject_every < 1:
+            raise ValueError(f"reject_every must be >= 1 or None, got {reject_every}")
+        self.feeds, self.calendar, dropped = align_feeds(feeds)
+        self.symbols = list(self.feeds)
+        self.commission = float(commission)
+        self.slippage = float(slippage)
+        self.partial_fills = bool(partial_fills)
+        self.reject_every = reject_every
+        self.cash = float(cash)
+        self.last_equity = float(cash)
+        self.index = self._start_index(start)
+        if dropped:
+            logger.warning("sim replay: {} of {} dates dropped: not every symbol has a bar on "
+                           "them", dropped, dropped + len(self.calendar))
+        self.positions: dict[str, SimPosition] = {s: SimPosition() for s in self.symbols}
+        self.orders: list[SimOrder] = []
+        self.duplicate_submissions = 0  # 422s for a client_order_id already used
+        self.events: list[dict[str, Any]] = []
+
+    def _start_index(self, start: date | None) -> int:
+        if start is None:
+            return 0
+        position = int(self.calendar.searchsorted(pd.Timestamp(start)))
+        if position >= len(self.calendar):
+            raise ValueError(f"start {start} is after the last bar {self.calendar[-1].date()}")
+        return position
+
+    # ------------------------------------------------------------------ clock
+    @property
+    def current_day(self) -> pd.Timestamp:
+        """Date of the current (last visible) bar."""
+        return self.calendar[self.index]
+
+    @property
+    def now(self) -> pd.Timestamp:
+        """Simulated time: the close of the current bar, New York time."""
+        return session_time(self.current_day, "16:00")
+
+    @property
+    def finished(self) -> bool:
+        """Whether the current bar is the last one."""
+        return self.index >= len(self.calendar) - 1
+
+    def next_day(self) -> pd.Timestamp:
+        """Date of the next session: the next bar, or the next business day after the last."""
+        if not self.finished:
+            return self.calendar[self.index + 1]
+        return self.current_day + pd.offsets.BDay(1)
+
+    def bar(self, symbol: str) -> pd.Series:
+        """The current bar of ``symbol``."""
+        return self.feeds[symbol].iloc[self.index]
+
+    def price(self, symbol: str) -> float:
+        """Close of the current bar of ``symbol``."""
+        return float(self.feeds[symbol]["close"].iloc[self.index])
+
+    def previous_close(self, symbol: str) -> float:
+        """Close of the bar before the current one (the current one on the first bar)."""
+        return float(self.feeds[symbol]["close"].iloc[max(self.index - 1, 0)])
+
+    def visible_bars(self, symbol: str) -> pd.DataFrame:
+        """Bars of ``symbol`` up to and including the current one: no look-ahead."""
+        return self.feeds[symbol].iloc[: self.index + 1]
+
+    # ---------------------------------------------------------------- account
+    def position(self, symbol: str) -> SimPosition:
+        """The holding in ``symbol`` (flat when never traded)."""
+        return self.positions.get(symbol.upper(), SimPosition())
+
+    def open_positions(self) -> dict[str, SimPosition]:
+        """Non-zero holdings, in symbol order."""
+        return {s: p for s, p in self.positions.items() if p.qty}
+
+    @property
+    def market_value(self) -> float:
+        """Value of every holding at its current close."""
+        return sum(p.qty * self.price(s) for s, p in self.positions.items() if p.qty)
+
+    @property
+    def equity(self) -> float:
+        """Cash plus holdings at the current closes."""
+        return self.cash + self.market_value
+
+    def buying_power(self) -> float:
+        """Cash less the estimated cost of open buy orders, priced at the current closes."""
+        reserved = sum(self._estimated_cost(order) for order in self.orders
+                       if order.is_open and order.side == "buy")
+        return self.cash - reserved
+
+    def _estimated_cost(self, order: SimOrder) -> float:
+        if order.notional is not None:
+            return order.notional
+        return float(order.qty or 0.0) * self.price(order.symbol)
+
+    def _sellable_qty(self, symbol: str) -> float:
+        pending = sum(float(order.qty or 0.0) for order in self.orders
+                      if order.is_open and order.side == "sell" and order.symbol == symbol)
+        return self.position(symbol).qty - pending
+
+    # ----------------------------------------------------------------- orders
+    def get_order(self, order_id: str) -> SimOrder:
+        """The order with id ``order_id``; :class:`SimRejection` 404 when unknown."""
+        for order in self.orders:
+            if order.id == order_id:
+                return order
+        raise SimRejection(404, 40410000, "order not found")
+
+    def get_order_by_client_id(self, client_order_id: str) -> SimOrder:
+        """The order with ``client_order_id``; :class:`SimRejection` 404 when unknown."""
+        for order in self.orders:
+            if order.client_order_id == client_order_id:
+                return order
+        raise SimRejection(404, 40410000, "order not found")
+
+    def submit(self, symbol: str, side: str, qty: float | None, notional: float | None,
+               time_in_force: str = "day", client_order_id: str | None = None) -> SimOrder:
+        """Queue a market order to fill at the next bar's open; records a ``new`` event.
+
+        Raises
+        ------
+        SimRejection
+            422 for a malformed order or a duplicate ``client_order_id``, 403 for insufficient
+            buying power or quantity, 404 for an unknown symbol.
+        """
+        symbol = symbol.upper()
+        self._check_order_fields(symbol, side, qty, notional, time_in_force)
+        sequence = len(self.orders) + 1
+        client_order_id = client_order_id or deterministic_uuid("client", str(sequence))
+        if any(order.client_order_id == client_order_id for order in self.orders):
+            self.duplicate_submissions += 1
+            raise SimRejection(422, 40010001, "client_order_id must be unique")
+        order = SimOrder(id=deterministic_uuid("order", f"{sequence}:{client_order_id}"),
+                         client_order_id=client_order_id, symbol=symbol, side=side,
+                         qty=qty, notional=notional, time_in_force=time_in_force,
+                         submitted_at=self.now, updated_at=self.now, sequence=sequence)
+        self._check_funds(order)
+        self.orders.append(order)
+        self._record("new", order, self.now)
+        logger.debug("sim order {} {} {} qty={} notional={}", order.client_order_id, side,
+                     symbol, qty, notional)
+        return order
+
+    def _check_order_fields(self, symbol: str, side: str, qty: float | None,
+                            notional: float | None, time_in_force: str) -> None:
+        if symbol not in self.feeds:
+            raise SimRejection(404, 40410000, f"asset not found: {symbol}")
+        if side not in ("buy", "sell"):
+            raise SimRejection(422, 40010001, f"invalid side: {side}")
+        if time_in_force not in TIME_IN_FORCE:
+            raise SimRejection(422, 40010001, f"unsupported time_in_force: {time_in_force}")
+        if (qty is None) == (notional is None):
+            raise SimRejection(422, 40010001, "exactly one of qty or notional is required")
+        amount = qty if qty is not None else notional
+        if amount is None or not amount > 0:
+            raise SimRejection(422, 40010001, "qty or notional must be positive")
+        if side == "sell" and notional is not None:
+            raise SimRejection(422, 40010001, "notional sell orders are not supported")
+
+    def _check_funds(self, order: SimOrder) -> None:
+        if order.side == "buy" and self._estimated_cost(order) > self.buying_power():
+            raise SimRejection(403, 40310000, "insufficient buying power")
+        available = self._sellable_qty(order.symbol)
+        if order.side == "sell" and float(order.qty or 0.0) > available + 1e-12:
+            raise SimRejection(403, 40310000,
+                               f"insufficient qty available for order (requested: {order.qty},"
+                               f" available: {available})")
+
+    def cancel(self, order_id: str) -> SimOrder:
+        """Cancel an open order and record a ``canceled`` event.
+
+        Raises
+        ------
+        SimRejection
+            404 for an unknown order, 422 when it already closed.
+        """
+        order = self.get_order(order_id)
+        if not order.is_open:
+            raise SimRejection(422, 42210000, f"order is not cancelable (status {order.status})")
+        order.status = "canceled"
+        order.canceled_at = order.updated_at = self.now
+        self._record("canceled", order, self.now)
+        return order
+
+    def cancel_all(self) -> list[SimOrder]:
+        """Cancel every open order and return them."""
+        return [self.cancel(order.id) for order in self.orders if order.is_open]
+
+    # ----------------------------------------------------------------- replay
+    def advance(self) -> list[SimOrder]:
+        """Move to the next bar, then fill or reject every open order in submission order.
+
+        Returns
+        -------
+        list of SimOrder
+            The orders that got an execution or were rejected on the new bar.
+
+        Raises
+        ------
+        SimRejection
+            409 when the replay is already on its last bar.
+        """
+        if self.finished:
+            raise SimRejection(409, 40910000, "replay finished: no bar after the current one")
+        self.last_equity = self.equity
+        self.index += 1
+        touched = [order for order in self.orders if order.is_open]
+        for order in touched:
+            if self._rejects(order):
+                self._reject(order)
+            else:
+                self._fill(order)
+        logger.debug("sim advanced to {} ({} orders done)", self.current_day.date(),
+                     len(touched))
+        return touched
+
+    def _rejects(self, order: SimOrder) -> bool:
+        return self.reject_every is not None and order.sequence % self.reject_every == 0
+
+    def _reject(self, order: SimOrder) -> None:
+        when = session_time(self.current_day, "09:30")
+        order.status = "rejected"
+        order.failed_at = order.updated_at = when
+        self._record("rejected", order, when)
+
+    def _fill(self, order: SimOrder) -> None:
+        price = fill_price(float(self.bar(order.symbol)["open"]), order.side, self.slippage)
+        total = order.qty if order.qty is not None else round(order.notional / price,
+                                                               QTY_DECIMALS)
+        parts = split_quantity(total, self.partial_fills)
+        for number, qty in enumerate(parts, start=1):
+            self._execute(order, qty, price, final=number == len(parts), total=total)
+
+    def _execute(self, order: SimOrder, qty: float, price: float, *, final: bool,
+                 total: float) -> None:
+        """Apply one execution to cash, position and order, and record its event."""
+        position = self.positions[order.symbol]
+        value = qty * price
+        fee = value * self.commission
+        if order.side == "buy":
+            self.cash -= value + fee
+            position.cost_basis += value
+            position.qty += qty
+        else:
+            self.cash += value - fee
+            position.cost_basis -= position.avg_entry_price * qty
+            position.qty -= qty
+        if abs(position.qty) < _EPSILON:
+            position.qty = position.cost_basis = 0.0
+        when = session_time(self.current_day, "09:30")
+        order.executions += 1
+        order.filled_qty = total if final else round(order.filled_qty + qty, QTY_DECIMALS)
+        order.filled_avg_price = price
+        order.status = "filled" if final else "partially_filled"
+        order.updated_at = when
+        order.filled_at = when if final else None
+        self._record("fill" if final else "partial_fill", order, when,
+                     execution_id=deterministic_uuid("execution",
+                                                     f"{order.id}:{order.executions}"),
+                     price=price, qty=qty, position_qty=position.qty)
+
+    def _record(self, event: str, order: SimOrder, when: pd.Timestamp, **execution: Any) -> None:
+        self.events.append({"event": event, "order": dataclasses.replace(order),
+                            "timestamp": when, **execution})
+
+
+# ------------------------------------------------------------------------ saved state
+def _aware_time(text: str) -> str:
+    """``text`` when it is an ISO 8601 time with an offset (as :func:`session_time` writes)."""
+    if datetime.fromisoformat(text).tzinfo is None:
+        raise ValueError("time has no UTC offset")
+    return text
+
+
+_Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+_Amount = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
+_Text = Annotated[str, Field(strict=True, min_length=1, max_length=256)]
+_Time = Annotated[str, Field(strict=True), AfterValidator(_aware_time)]
+_Count = Annotated[int, Field(strict=True, ge=0)]
+
+
+class SavedPosition(BaseModel):
+    """A saved :class:`SimPosition`: a long holding."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    qty: _Amount
+    cost_basis: _Finite
+
+
+class SavedOrder(BaseModel):
+    """A saved :class:`SimOrder`, field for field; times are ISO 8601 text with an offset."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: _Text
+    client_order_id: _Text
+    symbol: _Text
+    side: Literal["buy", "sell"]
+    qty: _Amount | None
+    notional: _Amount | None
+    time_in_force: Literal["day", "gtc", "opg"]  # TIME_IN_FORCE
+    submitted_at: _Time
+    status: Literal["accepted", "new", "pending_new", "partially_filled", "filled", "canceled",
+                    "rejected"]  # OPEN_STATUSES and the closed ones
+    updated_at: _Time | None = None
+    filled_qty: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)] = 0.0
+    filled_avg_price: _Amount | None = None
+    filled_at: _Time | None = None
+    canceled_at: _Time | None = None
+    failed_at: _Time | None = None
+    sequence: _Count = 0
+    executions: _Count = 0
+
+    def to_order(self) -> SimOrder:
+        """The :class:`SimOrder` this saved order describes."""
+        fields = self.model_dump()
+        for name in ("submitted_at", "updated_at", "filled_at", "canceled_at", "failed_at"):
+            fields[name] = None if fields[name] is None else pd.Timestamp(fields[name])
+        return SimOrder(**fields)
+
+
+class SavedState(BaseModel):
+    """What ``sim-server --state`` saves: the replay's identity and progress.
+
+    Validation covers types and ranges only; whether the saved identity, index and symbols
+    fit the data being replayed is the caller's check.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Annotated[int, Field(strict=True)]
+    symbols: list[_Text]
+    start: Annotated[str, Field(strict=True)] | None
+    data_sha256: Annotated[str, Field(strict=True, pattern=r"^[0-9a-f]{64}$")]
+    index: _Count
+    day: Annotated[str, Field(strict=True, pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    cash: _Finite
+    last_equity: _Finite
+    positions: dict[str, SavedPosition]
+    orders: list[SavedOrder]
+
+    @model_validator(mode="after")
+    def _unique_orders(self) -> SavedState:
+        for name in ("id", "client_order_id"):
+            values = [getattr(order, name) for order in self.orders]
+            if len(set(values)) != len(values):
+                raise ValueError(f"two orders share an {name}")
+        return self

@@ -1,0 +1,416 @@
+"""Websocket side of the local Alpaca-protocol server: market data and trade updates.
+
+Two endpoints, speaking what alpaca-py's clients speak:
+
+- ``GET /v2/{iex,sip,test}``: the market-data stream (``StockDataStream``).  Frames are
+  msgpack lists of messages when the client sends ``Content-Type: application/msgpack`` (as
+  alpaca-py does), JSON text otherwise.  One authenticated connection per account, like
+  Alpaca: a second one gets error 406 and is closed.
+- ``GET /stream``: the trading stream (``TradingStream``).  JSON in binary frames, like
+  Alpaca's paper endpoint; ``trade_updates`` carries :attr:`SimState.events`.
+
+:class:`StreamHub` owns the open connections.  The REST handlers call
+:meth:`StreamHub.publish_events` after every change to the event log and
+:meth:`StreamHub.publish_bars` after an advance, so everything is on the wire before the
+request that caused it is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from typing import Any
+
+import msgpack
+from aiohttp import WSCloseCode, WSMsgType, web
+from loguru import logger
+
+from ensemble_bt import jsonio
+from live.sim.faults import FaultInjector
+from live.sim.state import SimState, bar_timestamp
+from live.sim.wire import bar_json, trade_update_json
+
+DATA_FEEDS = ("iex", "sip", "test")
+TRADING_STREAM_PATH = "/stream"
+#: Channels a stock subscription message lists; the last two follow ``trades``.
+DATA_CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "lulds",
+                 "corrections", "cancelErrors")
+_SUBSCRIBABLE = DATA_CHANNELS[:7]
+_BAR_CHANNELS = (("bars", "b"), ("dailyBars", "d"))
+_FRAME_TYPES = (WSMsgType.TEXT, WSMsgType.BINARY)
+_CLOSE_TIMEOUT = 5.0
+
+
+def data_error(code: int, message: str) -> dict[str, Any]:
+    """A market-data stream error message."""
+    return {"T": "error", "code": code, "msg": message}
+
+
+def stream_bar(symbol: str, row_json: dict[str, Any], stamp: Any, kind: str) -> dict[str, Any]:
+    """A bar message of the market-data stream: ``T`` is ``b`` (bars) or ``d`` (dailyBars)."""
+    fields = {key: row_json[key] for key in ("o", "h", "l", "c", "v", "n", "vw")}
+    return {"T": kind, "S": symbol, **fields, "t": stamp}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, msgpack.Timestamp):
+        return value.to_datetime().strftime("%Y-%m-%dT%H:%M:%SZ")
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+async def _send_quietly(ws: web.WebSocketResponse, payload: bytes | str) -> bool:
+    """Send one frame; ``False`` when the peer is gone."""
+    if ws.closed:
+        return False
+    try:
+        if isinstance(payload, bytes):
+            await ws.send_bytes(payload)
+        else:
+            await ws.send_str(payload)
+    except (ConnectionError, RuntimeError) as exc:
+        logger.debug("sim stream: send failed ({})", exc)
+        return False
+    return True
+
+
+class DataClient:
+    """One market-data connection: its encoding, auth flag and subscriptions."""
+
+    def __init__(self, ws: web.WebSocketResponse, binary: bool) -> None:
+        self.ws = ws
+        self.binary = binary
+        self.authenticated = False
+        self.subscriptions: dict[str, set[str]] = {channel: set() for channel in _SUBSCRIBABLE}
+
+    async def send(self, messages: list[dict[str, Any]]) -> bool:
+        """Send a list of messages as one frame; ``False`` when the peer is gone."""
+        if self.binary:
+            return await _send_quietly(self.ws, msgpack.packb(messages))
+        return await _send_quietly(self.ws, jsonio.dumps(messages, default=_json_default))
+
+    def subscription_message(self) -> dict[str, Any]:
+        """The ``subscription`` reply listing every channel."""
+        lists = {channel: sorted(symbols) for channel, symbols in self.subscriptions.items()}
+        return {"T": "subscription", **lists, "corrections": lists["trades"],
+                "cancelErrors": lists["trades"]}
+
+    def update_subscriptions(self, request: dict[str, Any], add: bool) -> None:
+        """Apply a ``subscribe`` (``add``) or ``unsubscribe`` message."""
+        for channel in _SUBSCRIBABLE:
+            symbols = request.get(channel) or []
+            if isinstance(symbols, str):
+                symbols = [symbols]
+            wanted = {str(s).strip().upper() for s in symbols if str(s).strip()}
+            if add:
+                self.subscriptions[channel] |= wanted
+            else:
+                self.subscriptions[channel] -= wanted
+
+    def wants(self, channel: str, symbol: str) -> bool:
+        """Whether ``symbol`` is subscribed on ``channel`` (``*`` subscribes every symbol)."""
+        chosen = self.subscriptions[channel]
+        return symbol in chosen or "*" in chosen
+
+
+class StreamHub:
+    """The open websocket connections of one server, and what the server pushes to them.
+
+    Parameters
+    ----------
+    state : SimState
+        The replay whose events and bars are pushed.
+    key_id, secret : str
+        The only credentials either stream accepts.
+    injector : FaultInjector
+        Dropped-connection and auth-delay faults.
+
+    Attributes
+    ----------
+    data_client : DataClient or None
+        The one authenticated market-data connection.
+    trade_listeners : list of aiohttp.web.WebSocketResponse
+        Authenticated trading-stream connections listening to ``trade_updates``.
+    bars_sent : int
+        Bar messages sent over market-data connections so far.
+    stream_dropped : bool
+        Whether the ``drop_stream_after`` fault has fired.
+    """
+
+    def __init__(self, state: SimState, key_id: str, secret: str,
+                 injector: FaultInjector) -> None:
+        self.state = state
+        self.injector = injector
+        self._key_id = key_id
+        self._secret = secret
+        self.sockets: set[web.WebSocketResponse] = set()
+        self.data_client: DataClient | None = None
+        self.trade_listeners: list[web.WebSocketResponse] = []
+        self.bars_sent = 0
+        self.stream_dropped = False
+        self.drops = 0
+        self.advance_lock = asyncio.Lock()
+        self._events_lock = asyncio.Lock()
+        self._published = 0
+
+    def credentials_ok(self, key_id: Any, secret: Any) -> bool:
+        """Whether a stream's auth message carries the server's credentials."""
+        if not isinstance(key_id, str) or not isinstance(secret, str):
+            return False
+        return (hmac.compare_digest(key_id.encode(), self._key_id.encode())
+                and hmac.compare_digest(secret.encode(), self._secret.encode()))
+
+    async def auth_pause(self) -> None:
+        """Sleep the ``auth_delay`` fault before an auth reply."""
+        if self.injector.faults.auth_delay > 0:
+            await asyncio.sleep(self.injector.faults.auth_delay)
+
+    def data_subscriptions(self) -> dict[str, list[str]]:
+        """Channels and symbols of the authenticated market-data connection (``{}`` if none)."""
+        client = self.data_client
+        if client is None:
+            return {}
+        return {channel: sorted(s) for channel, s in client.subscriptions.items() if s}
+
+    def release(self, client: DataClient) -> None:
+        """Free the market-data slot when ``client`` held it."""
+        if self.data_client is client:
+            self.data_client = None
+
+    # ------------------------------------------------------------------ push
+    async def publish_events(self) -> None:
+        """Send every trade event not sent yet to every ``trade_updates`` listener, in order."""
+        async with self._events_lock:
+            while self._published < len(self.state.events):
+                event = self.state.events[self._published]
+                self._published += 1
+                payload = jsonio.dumps(trade_update_json(event)).encode()
+                for ws in list(self.trade_listeners):
+                    if not await _send_quietly(ws, payload):
+                        self.stop_listening(ws)
+
+    def stop_listening(self, ws: web.WebSocketResponse) -> None:
+        """Drop ``ws`` from the trade-update listeners."""
+        if ws in self.trade_listeners:
+            self.trade_listeners.remove(ws)
+
+    def _bar_messages(self, client: DataClient) -> list[dict[str, Any]]:
+        day = self.state.current_day
+        stamp = msgpack.Timestamp.from_unix_nano(bar_timestamp(day).value)
+        messages = []
+        for symbol in self.state.symbols:
+            row = bar_json(day, self.state.bar(symbol))
+            messages += [stream_bar(symbol, row, stamp, kind)
+                         for channel, kind in _BAR_CHANNELS if client.wants(channel, symbol)]
+        return messages
+
+    def _drop_due(self) -> bool:
+        faults = self.injector.faults
+        limit = faults.drop_stream_after
+        if limit is not None and not self.stream_dropped and self.bars_sent >= limit:
+            return True
+        every = faults.drop_stream_every
+        return every is not None and self.bars_sent >= every * (self.drops + 1)
+
+    async def publish_bars(self) -> None:
+        """Send the current bar of each subscribed symbol to the market-data connection.
+
+        With the ``drop_stream_after`` fault due, the connection is closed instead of getting
+        the bar, once per server.
+        """
+        client = self.data_client
+        if client is None:
+            return
+        for message in self._bar_messages(client):
+            if self._drop_due():
+                self.stream_dropped = True
+                self.drops += 1
+                logger.warning("sim fault: dropping the market-data stream after {} bars",
+                               self.bars_sent)
+                self.release(client)
+                await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"sim fault: drop")
+                return
+            if not await client.send([message]):
+                return
+            self.bars_sent += 1
+
+    async def close_all(self) -> None:
+        """Close every open websocket (server shutdown)."""
+        sockets = [ws for ws in self.sockets if not ws.closed]
+        if sockets:
+            await asyncio.wait([asyncio.ensure_future(
+                ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"))
+                for ws in sockets], timeout=_CLOSE_TIMEOUT)
+
+
+HUB_KEY: web.AppKey[StreamHub] = web.AppKey("sim_stream_hub", StreamHub)
+
+
+# ---------------------------------------------------------------------- market data
+def _decode_data(message: Any) -> dict[str, Any] | None:
+    try:
+        if message.type is WSMsgType.BINARY:
+            decoded = msgpack.unpackb(message.data)
+        else:
+            decoded = json.loads(message.data)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+    return decoded if isinstance(decoded, dict) else None
+
+
+async def _data_auth(hub: StreamHub, client: DataClient, request: dict[str, Any]) -> bool:
+    if client.authenticated:
+        await client.send([data_error(403, "already authenticated")])
+        return True
+    await hub.auth_pause()
+    if not hub.credentials_ok(request.get("key"), request.get("secret")):
+        logger.warning("sim data stream: auth failed")
+        await client.send([data_error(402, "auth failed")])
+        return False
+    if hub.data_client is not None:
+        logger.warning("sim data stream: second connection refused (406)")
+        await client.send([data_error(406, "connection limit exceeded")])
+        return False
+    hub.data_client = client
+    client.authenticated = True
+    await client.send([{"T": "success", "msg": "authenticated"}])
+    return True
+
+
+async def _data_message(hub: StreamHub, client: DataClient, message: Any) -> bool:
+    """Answer one client message; ``False`` when the connection must close."""
+    request = _decode_data(message)
+    if request is None:
+        await client.send([data_error(400, "invalid syntax")])
+        return True
+    action = request.get("action")
+    if action == "auth":
+        return await _data_auth(hub, client, request)
+    if not client.authenticated:
+        await client.send([data_error(401, "not authenticated")])
+        return True
+    if action in ("subscribe", "unsubscribe"):
+        client.update_subscriptions(request, add=action == "subscribe")
+        await client.send([client.subscription_message()])
+        return True
+    await client.send([data_error(400, "invalid syntax")])
+    return True
+
+
+async def data_stream(request: web.Request) -> web.WebSocketResponse:
+    """``GET /v2/{feed}``: the market-data websocket."""
+    hub = request.app[HUB_KEY]
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    client = DataClient(ws, binary="msgpack" in request.headers.get("Content-Type", ""))
+    hub.sockets.add(ws)
+    try:
+        await client.send([{"T": "success", "msg": "connected"}])
+        async for message in ws:
+            if message.type in _FRAME_TYPES and not await _data_message(hub, client, message):
+                await ws.close()
+                break
+    finally:
+        hub.sockets.discard(ws)
+        hub.release(client)
+    return ws
+
+
+# --------------------------------------------------------------------------- trading
+def _auth_reply(action: str, authorized: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {"action": action,
+                            "status": "authorized" if authorized else "unauthorized"}
+    if not authorized:
+        data["message"] = "access key verification failed"
+    return {"stream": "authorization", "data": data}
+
+
+async def _send_json(ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+    await _send_quietly(ws, jsonio.dumps(message).encode())
+
+
+async def _trading_auth(hub: StreamHub, ws: web.WebSocketResponse,
+                        request: dict[str, Any]) -> bool:
+    data = request.get("data") if isinstance(request.get("data"), dict) else {}
+    key_id = data.get("key_id", request.get("key"))
+    secret = data.get("secret_key", request.get("secret"))
+    await hub.auth_pause()
+    authorized = hub.credentials_ok(key_id, secret)
+    if not authorized:
+        logger.warning("sim trading stream: auth failed")
+    await _send_json(ws, _auth_reply("authenticate", authorized))
+    return authorized
+
+
+async def _trading_listen(hub: StreamHub, ws: web.WebSocketResponse,
+                          request: dict[str, Any]) -> None:
+    data = request.get("data") if isinstance(request.get("data"), dict) else {}
+    streams = data.get("streams") or []
+    listening = ["trade_updates"] if "trade_updates" in streams else []
+    hub.stop_listening(ws)
+    if listening:
+        hub.trade_listeners.append(ws)
+    await _send_json(ws, {"stream": "listening", "data": {"streams": listening}})
+
+
+async def _trading_message(hub: StreamHub, ws: web.WebSocketResponse, message: Any,
+                           authorized: bool) -> tuple[bool, bool]:
+    """Answer one client message; returns ``(keep_open, authorized)``."""
+    try:
+        request = json.loads(message.data)
+    except (ValueError, TypeError):
+        request = None
+    if not isinstance(request, dict):
+        await _send_json(ws, {"stream": "error", "data": {"error_message": "invalid syntax"}})
+        return True, authorized
+    action = request.get("action")
+    if action in ("authenticate", "auth"):
+        ok = await _trading_auth(hub, ws, request)
+        return ok, ok
+    if not authorized:
+        await _send_json(ws, _auth_reply(str(action), False))
+        return False, False
+    if action == "listen":
+        await _trading_listen(hub, ws, request)
+    else:
+        await _send_json(ws, {"stream": "error",
+                              "data": {"error_message": f"unrecognized action {action!r}"}})
+    return True, True
+
+
+async def trading_stream(request: web.Request) -> web.WebSocketResponse:
+    """``GET /stream``: the trading websocket (``trade_updates``)."""
+    hub = request.app[HUB_KEY]
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    hub.sockets.add(ws)
+    authorized = False
+    try:
+        async for message in ws:
+            if message.type not in _FRAME_TYPES:
+                continue
+            keep, authorized = await _trading_message(hub, ws, message, authorized)
+            if not keep:
+                await ws.close()
+                break
+    finally:
+        hub.sockets.discard(ws)
+        hub.stop_listening(ws)
+    return ws
+
+
+def add_stream_routes(app: web.Application) -> None:
+    """Register the websocket endpoints and their shutdown hook on ``app``."""
+    for feed in DATA_FEEDS:
+        app.router.add_get(f"/v2/{feed}", data_stream)
+    app.router.add_get(TRADING_STREAM_PATH, trading_stream)
+
+    async def close_streams(app: web.Application) -> None:
+        await app[HUB_KEY].close_all()
+
+    app.on_shutdown.append(close_streams)
+
+
+def is_stream_path(path: str) -> bool:
+    """Whether ``path`` is one of the websocket endpoints (auth happens in-band there)."""
+    return path == TRADING_STREAM_PATH or path in {f"/v2/{feed}" for feed in DATA_FEEDS}

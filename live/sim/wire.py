@@ -1,0 +1,248 @@
+"""JSON shapes of the local Alpaca-protocol server: what alpaca-py's models require."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import pandas as pd
+from aiohttp import web
+
+from live.sim.state import (
+    SimOrder,
+    SimRejection,
+    SimState,
+    bar_timestamp,
+    deterministic_uuid,
+    session_time,
+)
+
+ACCOUNT_ID = deterministic_uuid("account", "sim")
+#: Longest ``client_order_id`` Alpaca accepts.
+MAX_CLIENT_ORDER_ID = 128
+#: Characters of a rejected value quoted in an error message.
+QUOTE_LIMIT = 80
+# pandas also parses words such as "now" and "today"; a query date must start as ISO 8601 does.
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def error_response(status: int, code: int, message: str,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    """An Alpaca-style JSON error body, which alpaca-py raises as ``APIError``."""
+    return web.json_response({"code": code, "message": message}, status=status, headers=headers)
+
+
+def iso(stamp: pd.Timestamp | None) -> str | None:
+    """ISO 8601 with the offset, or ``None``."""
+    return None if stamp is None else stamp.isoformat()
+
+
+def rfc3339_utc(stamp: pd.Timestamp) -> str:
+    """``YYYY-MM-DDTHH:MM:SSZ`` of a tz-aware time, as Alpaca's data API writes it."""
+    return stamp.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def num(value: float | None) -> str | None:
+    """A number as Alpaca's trading API sends it: a string (``None`` stays ``None``)."""
+    return None if value is None else repr(float(value))
+
+
+def quote(value: Any) -> str:
+    """``repr(value)`` cut to :data:`QUOTE_LIMIT` characters, for an error message."""
+    text = repr(value)
+    return text if len(text) <= QUOTE_LIMIT else text[:QUOTE_LIMIT] + "..."
+
+
+def _timestamp(text: str, name: str) -> pd.Timestamp:
+    """``text`` as a timestamp; :class:`SimRejection` 422 when it is not an ISO date or time."""
+    try:
+        if not _ISO_DATE.match(text):
+            raise ValueError(text)
+        stamp = pd.Timestamp(text)
+    except ValueError as exc:  # pandas' parse and out-of-bounds errors are ValueErrors
+        raise SimRejection(422, 42210000, f"invalid {name}: {quote(text)}; use an RFC 3339 "
+                           "time or a YYYY-MM-DD date") from exc
+    return stamp
+
+
+def parse_time(text: str, name: str = "time") -> pd.Timestamp:
+    """An RFC 3339 time or a plain date as a UTC timestamp (naive input is taken as UTC).
+
+    Raises
+    ------
+    SimRejection
+        422 when ``text`` (the query parameter ``name``) is not an ISO date or time.
+    """
+    stamp = _timestamp(text, name)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def parse_day(text: str, name: str = "date") -> pd.Timestamp:
+    """The calendar date of an ISO date or time (its local date when it has an offset).
+
+    Raises
+    ------
+    SimRejection
+        422 when ``text`` (the query parameter ``name``) is not an ISO date or time.
+    """
+    stamp = _timestamp(text, name)
+    return (stamp if stamp.tzinfo is None else stamp.tz_localize(None)).normalize()
+
+
+def float_field(body: dict[str, Any], name: str) -> float | None:
+    """``body[name]`` as a finite float (a number or numeric text), or ``None`` when absent.
+
+    Raises
+    ------
+    SimRejection
+        422 when the value is not a number: a boolean, a list, ``"abc"``, ``NaN``, infinity.
+    """
+    value = body.get(name)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise TypeError(type(value).__name__)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
+    except (TypeError, ValueError) as exc:
+        raise SimRejection(422, 40010001, f"invalid {name}: {quote(value)}") from exc
+    return number
+
+
+def str_field(body: dict[str, Any], name: str, default: str | None = None,
+              max_length: int | None = None) -> str | None:
+    """``body[name]`` when it is a string, ``default`` when absent or ``null``.
+
+    Raises
+    ------
+    SimRejection
+        422 when the value is a number, boolean, list or object, or longer than
+        ``max_length``.  A stored non-string would break every later listing: alpaca-py's
+        models require strings.
+    """
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise SimRejection(422, 40010001, f"invalid {name}: {quote(value)} is not a string")
+    if max_length is not None and len(value) > max_length:
+        raise SimRejection(422, 40010001, f"invalid {name}: longer than {max_length} "
+                           "characters")
+    return value
+
+
+# ------------------------------------------------------------------------- JSON shapes
+def asset_id(symbol: str) -> str:
+    """The stable asset id of ``symbol``."""
+    return deterministic_uuid("asset", symbol)
+
+
+def asset_json(symbol: str) -> dict[str, Any]:
+    """A replayed symbol as Alpaca's asset object."""
+    return {"id": asset_id(symbol), "class": "us_equity",
+            "exchange": "NASDAQ", "symbol": symbol, "name": f"{symbol} (replay)",
+            "status": "active", "tradable": True, "marginable": True, "shortable": False,
+            "easy_to_borrow": False, "fractionable": True, "min_order_size": "0.000000001",
+            "min_trade_increment": "0.000000001", "price_increment": "0.01",
+            "attributes": ["fractional_eh_enabled"]}
+
+
+def order_json(order: SimOrder) -> dict[str, Any]:
+    """An order with every field alpaca-py's ``Order`` model reads."""
+    intent = "buy_to_open" if order.side == "buy" else "sell_to_close"
+    return {
+        "id": order.id, "client_order_id": order.client_order_id,
+        "created_at": iso(order.submitted_at), "updated_at": iso(order.updated_at),
+        "submitted_at": iso(order.submitted_at), "filled_at": iso(order.filled_at),
+        "expired_at": None, "expires_at": None, "canceled_at": iso(order.canceled_at),
+        "failed_at": iso(order.failed_at), "replaced_at": None, "replaced_by": None,
+        "replaces": None, "asset_id": asset_id(order.symbol), "symbol": order.symbol,
+        "asset_class": "us_equity", "notional": num(order.notional), "qty": num(order.qty),
+        "filled_qty": num(order.filled_qty), "filled_avg_price": num(order.filled_avg_price),
+        "order_class": "", "order_type": "market", "type": "market", "side": order.side,
+        "position_intent": intent, "time_in_force": order.time_in_force, "limit_price": None,
+        "stop_price": None, "status": order.status, "extended_hours": False, "legs": None,
+        "trail_percent": None, "trail_price": None, "hwm": None, "source": "sim",
+    }
+
+
+def account_json(state: SimState) -> dict[str, Any]:
+    """The simulated cash account (no margin: buying power is cash less open buys)."""
+    equity, buying_power = num(state.equity), num(state.buying_power())
+    return {
+        "id": ACCOUNT_ID, "account_number": "SIM000001",
+        "status": "ACTIVE", "crypto_status": "INACTIVE", "currency": "USD",
+        "buying_power": buying_power, "regt_buying_power": buying_power,
+        "daytrading_buying_power": "0", "non_marginable_buying_power": buying_power,
+        "cash": num(state.cash), "accrued_fees": "0", "pending_transfer_in": "0",
+        "portfolio_value": equity, "pattern_day_trader": False, "trading_blocked": False,
+        "transfers_blocked": False, "account_blocked": False,
+        "created_at": iso(session_time(state.calendar[0], "00:00")),
+        "trade_suspended_by_user": False, "multiplier": "1", "shorting_enabled": False,
+        "equity": equity, "last_equity": num(state.last_equity),
+        "long_market_value": num(state.market_value), "short_market_value": "0",
+        "initial_margin": "0", "maintenance_margin": "0", "last_maintenance_margin": "0",
+        "sma": "0", "daytrade_count": 0,
+    }
+
+
+def position_json(state: SimState, symbol: str) -> dict[str, Any]:
+    """The open position in ``symbol``, valued at the current close."""
+    holding = state.position(symbol)
+    price, qty, last_close = state.price(symbol), holding.qty, state.previous_close(symbol)
+    unrealized = qty * price - holding.cost_basis
+    plpc = unrealized / holding.cost_basis if holding.cost_basis else 0.0
+    return {
+        "asset_id": asset_id(symbol), "symbol": symbol,
+        "exchange": "NASDAQ", "asset_class": "us_equity", "asset_marginable": True,
+        "avg_entry_price": num(holding.avg_entry_price), "qty": num(qty), "side": "long",
+        "market_value": num(qty * price), "cost_basis": num(holding.cost_basis),
+        "unrealized_pl": num(unrealized), "unrealized_plpc": num(plpc),
+        "unrealized_intraday_pl": num(qty * (price - last_close)),
+        "unrealized_intraday_plpc": num(price / last_close - 1.0),
+        "current_price": num(price), "lastday_price": num(last_close),
+        "change_today": num(price / last_close - 1.0), "qty_available": num(qty),
+    }
+
+
+def bar_json(day: pd.Timestamp, row: pd.Series) -> dict[str, Any]:
+    """One daily bar in the data API's short-key form; ``vw`` is the typical price."""
+    high, low, close = float(row["high"]), float(row["low"]), float(row["close"])
+    return {"t": rfc3339_utc(bar_timestamp(day)), "o": float(row["open"]),
+            "h": high, "l": low, "c": close, "v": float(row["volume"]), "n": 0,
+            "vw": (high + low + close) / 3.0}
+
+
+def trade_update_json(event: dict[str, Any]) -> dict[str, Any]:
+    """A :attr:`SimState.events` entry as the trading stream's ``trade_updates`` message.
+
+    ``qty`` and ``price`` are the execution's own; ``order.filled_qty`` is cumulative.  Events
+    without an execution (``new``, ``canceled``, ``rejected``) carry no ``execution_id``,
+    ``price``, ``qty`` or ``position_qty``.
+    """
+    data: dict[str, Any] = {"event": event["event"], "order": order_json(event["order"]),
+                            "timestamp": iso(event["timestamp"])}
+    if event.get("execution_id") is not None:
+        data.update(execution_id=event["execution_id"], price=num(event["price"]),
+                    qty=num(event["qty"]), position_qty=num(event["position_qty"]))
+    return {"stream": "trade_updates", "data": data}
+
+
+def status_json(state: SimState) -> dict[str, Any]:
+    """``GET /sim/status``: where the replay stands."""
+    return {"index": state.index, "day": state.current_day.date().isoformat(),
+            "bar_time": rfc3339_utc(bar_timestamp(state.current_day)),
+            "finished": state.finished, "symbols": list(state.symbols),
+            "orders": len(state.orders), "duplicate_submissions": state.duplicate_submissions}
+
+
+def advance_json(state: SimState, orders: list[SimOrder]) -> dict[str, Any]:
+    """``POST /sim/advance``: the new bar of every symbol and the orders it filled or rejected."""
+    day = state.current_day
+    return {"index": state.index, "day": day.date().isoformat(),
+            "bar_time": rfc3339_utc(bar_timestamp(day)), "finished": state.finished,
+            "orders": [order_json(order) for order in orders],
+            "bars": {symbol: bar_json(day, state.bar(symbol)) for symbol in state.symbols}}
