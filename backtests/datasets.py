@@ -17,7 +17,7 @@ import importlib.util
 import os
 import stat
 import warnings
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +115,29 @@ def _path_kind(path: Path) -> str | None:
     if stat.S_ISFIFO(mode):
         return "a FIFO"
     return "a socket or device"
+
+
+def load_datasets(specs: Sequence[str], flag: str = "--data",
+                  adjust: bool = True) -> dict[str, pd.DataFrame]:
+    """Load several datasets, keyed by symbol, in the order given.
+
+    Raises
+    ------
+    DataError
+        A dataset cannot be loaded, or two of them have the same symbol (two files with one
+        name, or a name given twice); ``flag`` names the option in the message.
+    """
+    frames: dict[str, pd.DataFrame] = {}
+    given: dict[str, str] = {}
+    for spec in specs:
+        frame = load_dataset(spec, adjust)
+        symbol = str(frame.attrs.get("symbol") or spec).upper()
+        if symbol in frames:
+            raise DataError(f"{flag} lists {short_repr(given[symbol], 80)} and "
+                            f"{short_repr(spec, 80)}, both symbol {symbol}; list each symbol "
+                            "once (rename a file if two share a name)")
+        frames[symbol], given[symbol] = frame, spec
+    return frames
 
 
 def list_datasets() -> list[dict[str, object]]:

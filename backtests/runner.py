@@ -24,8 +24,8 @@ from backtests.results import (
     results_dir,
     write_json,
 )
-from ensemble_bt.errors import BundleError, ConfigurationError, LeakageError
-from models.artifacts import load_bundle
+from ensemble_bt.errors import ConfigurationError, LeakageError
+from models.artifacts import load_bundle, training_end
 from models.devices import resolve_devices
 from models.features import FEATURE_NAMES, LOOKBACK, build_features
 from models.metrics import (
@@ -206,11 +206,7 @@ def bundle_vintage(ohlcv: pd.DataFrame, cfg: BacktestConfig,
     model, manifest = load_bundle(Path(cfg.bundle), feature_names=FEATURE_NAMES,
                                   horizon=cfg.horizon)
     cfg = check_bundle_config(cfg, manifest)
-    dates, window = ohlcv.index, manifest.get("training_window")
-    if not isinstance(window, dict) or not {"start", "end", "rows"} <= set(window):
-        raise BundleError(f"{cfg.bundle}: the manifest has no training window; retrain it with "
-                          "`ensemble-bt train`")
-    train_end = pd.Timestamp(window["end"])
+    dates, train_end = ohlcv.index, training_end(manifest, cfg.bundle)
     label_end = int(dates.searchsorted(train_end, "right")) - 1
     if cfg.start is not None and pd.Timestamp(cfg.start) <= train_end:
         raise ConfigurationError(

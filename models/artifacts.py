@@ -34,6 +34,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 from loguru import logger
 from pydantic import (
     AfterValidator,
@@ -345,6 +346,21 @@ def check_contract(manifest: dict[str, Any], directory: Path,
         if ours_lib.get(name) not in (None, theirs_version):
             logger.warning("bundle {} was saved with {} {}, this is {}: predictions may differ",
                            directory, name, theirs_version[:80], ours_lib.get(name))
+
+
+def training_end(manifest: dict[str, Any], directory: str | Path) -> pd.Timestamp:
+    """The bar where the bundle's last training label ends: it may predict only after it.
+
+    Raises
+    ------
+    BundleError
+        The manifest has no training window (a bundle saved by hand, not by ``train``).
+    """
+    window = manifest.get("training_window")
+    if not isinstance(window, dict) or not {"start", "end", "rows"} <= set(window):
+        raise BundleError(f"{directory}: the manifest has no training window; retrain it with "
+                          "`ensemble-bt train`")
+    return pd.Timestamp(window["end"])
 
 
 def load_bundle(directory: Path, *, feature_names: Sequence[str] | None = None,

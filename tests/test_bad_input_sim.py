@@ -58,7 +58,7 @@ def cli(csv: Path, *args: str) -> list[str]:
 
 # ---------------------------------------------------------------------- command line
 @pytest.mark.parametrize("args, needles", [
-    (("--data", "{dir}"), ("--data", "is a directory")),
+    (("--data", "{dir}"), ("a directory",)),
     (("--port", "70000"), ("--port", "70000")),
     (("--cash", "inf"), ("--cash", "inf")),
     (("--cash", "nan"), ("--cash", "nan")),

@@ -32,7 +32,7 @@ import yaml
 from loguru import logger
 
 from backtests.config import BacktestConfig
-from backtests.datasets import data_hash, load_dataset
+from backtests.datasets import data_hash, load_datasets
 from backtests.results import package_version, results_dir, write_json
 from backtests.robustness.cache import PredictionCache, Predictions, cache_key
 from backtests.robustness.config import RobustnessConfig, Window, load_robustness_config
@@ -53,7 +53,7 @@ from backtests.robustness.tasks import (
     simulate_cells,
     train_predictions,
 )
-from ensemble_bt.errors import ConfigurationError, DataError
+from ensemble_bt.errors import ConfigurationError
 
 __all__ = ["RobustnessConfig", "load_robustness_config", "run_robustness", "window_period"]
 
@@ -100,16 +100,9 @@ def window_period(ohlcv: pd.DataFrame, window: Window, min_train: int, name: str
 
 
 def _load(specs: tuple[str, ...]) -> list[tuple[str, str, pd.DataFrame]]:
-    loaded, seen = [], {}
-    for spec in specs:
-        frame = load_dataset(spec)
-        symbol = str(frame.attrs.get("symbol", spec)).upper()
-        if symbol in seen:
-            raise DataError(f"--data lists {seen[symbol]} and {spec}, both named {symbol}; "
-                            "rename one file so each symbol is unique")
-        seen[symbol] = spec
-        loaded.append((spec, symbol, frame))
-    return loaded
+    frames = load_datasets(specs)
+    return [(spec, symbol, frame) for spec, (symbol, frame) in zip(specs, frames.items(),
+                                                                   strict=True)]
 
 
 def plan(cfg: RobustnessConfig) -> list[Planned]:

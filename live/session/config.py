@@ -1,7 +1,7 @@
 """Paper-trading configuration: endpoints, symbols, bundle, costs and sizing.
 
 Credentials are never part of a config: they come from ``APCA_API_KEY_ID`` and
-``APCA_API_SECRET_KEY`` (see :func:`credentials_from_env`).
+``APCA_API_SECRET_KEY`` (see :func:`live.alpaca.keys.credentials_from_env`).
 """
 
 from __future__ import annotations
@@ -307,18 +307,3 @@ def load_paper_config(path: str | Path | None, overrides: dict[str, Any] | None 
         if e.kind == "missing":
             raise ConfigurationError(f"{source}: key '{e.key}' is required") from None
         raise ConfigurationError(f"{source}: key '{e.key}': {e.message}") from None
-
-
-def credentials_from_env(default: tuple[str, str] | None = None) -> tuple[str, str]:
-    """``(key_id, secret)`` from ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY``.
-
-    ``default`` is used when both are unset (the local replay server); otherwise a missing
-    variable is a ConfigurationError.  The values are never logged.
-    """
-    key, secret = os.environ.get("APCA_API_KEY_ID"), os.environ.get("APCA_API_SECRET_KEY")
-    if key and secret:
-        return key, secret
-    if default is not None and not key and not secret:
-        return default
-    raise ConfigurationError("set APCA_API_KEY_ID and APCA_API_SECRET_KEY in the environment "
-                             "(paper keys from the Alpaca dashboard)")

@@ -49,7 +49,7 @@ from live.session.exports import LatencyRecorder, check_session, export_session
 from live.session.journal import JOURNAL_FILE, SESSION_KEY, Journal
 from live.session.recorder import JournalRecorder
 from live.session.retrain import Retrainer
-from models.artifacts import MANIFEST, load_bundle, sha256_file
+from models.artifacts import MANIFEST, load_bundle, sha256_file, training_end
 from models.features import FEATURE_NAMES
 from models.signal import VintageSignal, bars_needed
 from models.vintages import fixed_vintage
@@ -429,7 +429,7 @@ class Daemon:
         except ConfigurationError as exc:
             logger.error("retrained bundle not installed: {}", exc)
             return
-        if pd.Timestamp(manifest["training_window"]["end"]) >= predict_start:
+        if training_end(manifest, path) >= predict_start:
             logger.error("retrained bundle {} overlaps {}: not installed", path,
                          predict_start.date())
             return

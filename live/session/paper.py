@@ -31,9 +31,10 @@ from typing import Any
 import pandas as pd
 
 from ensemble_bt.errors import ConfigurationError
+from live.alpaca.keys import credentials_from_env
 from live.alpaca.store import AlpacaStore
 from live.monitor.http import TOKEN_ENV, check_binding, hosts_from_env, parse_address, start_http
-from live.session.config import PaperConfig, check_live, credentials_from_env
+from live.session.config import PaperConfig, check_live
 from live.session.daemon import (
     FAR_FUTURE,
     Daemon,
@@ -46,7 +47,7 @@ from live.session.daemon import (
     probe_lock,
     state_session,
 )
-from models.artifacts import MANIFEST, load_bundle, sha256_file
+from models.artifacts import MANIFEST, load_bundle, sha256_file, training_end
 from models.features import FEATURE_NAMES
 from models.signal import VintageSignal
 from models.vintages import fixed_vintage
@@ -62,11 +63,7 @@ def bundle_signal(bundle: str | Path, horizon: int, trade_start: pd.Timestamp,
         ``trade_start`` is not after the bundle's training window (that would be in-sample).
     """
     model, manifest = load_bundle(Path(bundle), feature_names=FEATURE_NAMES, horizon=horizon)
-    window = manifest.get("training_window")
-    if not isinstance(window, dict) or not {"start", "end", "rows"} <= set(window):
-        raise ConfigurationError(f"{bundle}: the manifest has no training window; retrain it "
-                                 "with `ensemble-bt train`")
-    train_end = pd.Timestamp(window["end"])
+    train_end = training_end(manifest, bundle)
     if trade_start <= train_end:
         raise ConfigurationError(
             f"the session starts {trade_start.date()}, inside the bundle's training window "
@@ -81,13 +78,10 @@ def bundle_signal(bundle: str | Path, horizon: int, trade_start: pd.Timestamp,
 def replay_server(datasets: Sequence[str], start: date | None, cfg: PaperConfig,
                   key_id: str, secret: str, **server_kwargs: Any) -> Iterator[PaperConfig]:
     """Serve ``datasets`` on 127.0.0.1 and yield ``cfg`` pointed at that server."""
-    from backtests.datasets import load_dataset
+    from backtests.datasets import load_datasets
     from live.sim.server import build_app, serve
 
-    frames = {}
-    for name in datasets:
-        frame = load_dataset(name)
-        frames[str(frame.attrs.get("symbol", name)).upper()] = frame
+    frames = load_datasets(datasets, "--replay")
     try:
         app = build_app(frames, key_id=key_id, secret=secret, start=start,
                         cash=cfg.initial_cash, commission=cfg.commission,
@@ -160,10 +154,10 @@ def run_paper(cfg: PaperConfig, *, replay: Sequence[str] | None = None,
     folder = Path(state or cfg.state_dir)
     plan = preflight(cfg, folder, bool(replay), replay_from, http)
     if replay:
-        key_id, secret = credentials_from_env(default=("replay", secrets.token_hex(16)))
+        key_id, secret, _ = credentials_from_env(default=("replay", secrets.token_hex(16)))
         with replay_server(replay, replay_from, cfg, key_id, secret, **server_kwargs) as local:
             return _run(local, (key_id, secret), True, max_bars, folder, plan, http)
-    key_id, secret = credentials_from_env()
+    key_id, secret, _ = credentials_from_env()
     return _run(cfg, (key_id, secret), cfg.alpaca.sim, max_bars, folder, plan, http)
 
 

@@ -96,20 +96,9 @@ def _faults(args: argparse.Namespace) -> SimFaults:
 
 
 def _feeds(specs: list[str]) -> dict[str, pd.DataFrame]:
-    from backtests.datasets import load_dataset
+    from backtests.datasets import load_datasets
 
-    feeds: dict[str, pd.DataFrame] = {}
-    for spec in specs:
-        if Path(spec).expanduser().is_dir():
-            raise ConfigurationError(f"--data {_quote(spec)} is a directory; fix: pass a CSV "
-                                     "or Parquet file, or an embedded name")
-        frame = load_dataset(spec)
-        symbol = str(frame.attrs.get("symbol") or Path(spec).stem).upper()
-        if symbol in feeds:
-            raise ConfigurationError(f"--data {spec}: symbol {symbol} is given twice; fix: pass "
-                                     "each symbol once")
-        feeds[symbol] = frame
-    return feeds
+    return load_datasets(specs)
 
 
 def _credentials(host: str) -> tuple[str, str, bool]:
@@ -119,18 +108,13 @@ def _credentials(host: str) -> tuple[str, str, bool]:
     non-loopback ``host`` could trade on the replay with them, so such a bind needs both set.
     """
     from live.aiothread import is_loopback
+    from live.alpaca.keys import KEY_ENV, SECRET_ENV, credentials_from_env
 
-    key_id = os.environ.get("APCA_API_KEY_ID", "")
-    secret = os.environ.get("APCA_API_SECRET_KEY", "")
-    if key_id and secret:
-        return key_id, secret, False
-    if key_id or secret:
-        raise ConfigurationError("APCA_API_KEY_ID and APCA_API_SECRET_KEY: only one is set; "
-                                 "fix: set both, or neither for the sim defaults")
-    if not is_loopback(host):
+    keys = credentials_from_env(default=(DEFAULT_KEY_ID, DEFAULT_SECRET))
+    if not keys.from_env and not is_loopback(host):
         raise ConfigurationError(f"--host {host} is not loopback: the default keys are public; "
-                                 "fix: set APCA_API_KEY_ID and APCA_API_SECRET_KEY")
-    return DEFAULT_KEY_ID, DEFAULT_SECRET, True
+                                 f"fix: set {KEY_ENV} and {SECRET_ENV}")
+    return keys.key_id, keys.secret, not keys.from_env
 
 
 def _state_dir(text: str | None) -> Path | None:
