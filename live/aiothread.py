@@ -75,9 +75,9 @@ def is_loopback(host: str) -> bool:
 class RunningServer:
     """An app served on its own event loop in a daemon thread.
 
-    Use :func:`serve` to start one; call :meth:`stop` (or use it as a context manager) to
-    shut it down.  :class:`live.monitor.http.HttpHandle` serves the read-only status endpoint the
-    same way.
+    Use :func:`live.sim.server.serve` to start one; call :meth:`stop` (or use it as a context
+    manager) to shut it down.  :class:`live.monitor.http.HttpHandle` serves the read-only status
+    endpoint the same way.
 
     Parameters
     ----------

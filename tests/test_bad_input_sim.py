@@ -17,7 +17,7 @@ import pytest
 
 from backtests.datasets import load_dataset
 from backtests.synthetic import random_walk, write_csv
-from live.sim.command import STATE_FILE, restore_state, state_snapshot
+from live.sim.snapshot import STATE_FILE, restore_state, state_snapshot
 from live.sim.state import SimState
 from tests.badinput import assert_refused
 

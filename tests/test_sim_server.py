@@ -18,8 +18,10 @@ from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus, TimeI
 from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, MarketOrderRequest
 
 from backtests.synthetic import random_walk
-from live.sim.server import RunningServer, build_app, serve
-from live.sim.state import SimState, split_quantity
+from live.aiothread import RunningServer
+from live.sim.orders import split_quantity
+from live.sim.server import build_app, serve
+from live.sim.state import SimState
 
 KEY, SECRET, SYMBOL = "test-key", "test-secret", "SIM"
 START_INDEX = 30

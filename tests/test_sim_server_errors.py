@@ -15,7 +15,9 @@ from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 
 from backtests.synthetic import random_walk
-from live.sim.server import ADVANCE_HOOKS_KEY, RunningServer, build_app, serve
+from live.aiothread import RunningServer
+from live.sim.appkeys import ADVANCE_HOOKS_KEY
+from live.sim.server import build_app, serve
 
 KEY, SECRET, SYMBOL = "err-key", "err-secret", "SIM"
 HEADERS = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}

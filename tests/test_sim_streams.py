@@ -37,9 +37,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from backtests.synthetic import random_walk, write_csv
+from live.aiothread import RunningServer
+from live.sim.appkeys import HUB_KEY, INJECTOR_KEY
 from live.sim.faults import SimFaults
-from live.sim.server import INJECTOR_KEY, RunningServer, build_app, serve
-from live.sim.streams import HUB_KEY, StreamHub
+from live.sim.server import build_app, serve
+from live.sim.streams import StreamHub
 
 KEY, SECRET = "stream-key", "stream-secret"
 HEADERS = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}

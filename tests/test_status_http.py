@@ -1,7 +1,7 @@
 """``live.monitor.status`` and the read-only HTTP endpoint, on a state directory built by hand.
 
 The journal is written through :class:`live.session.journal.Journal` exactly as the daemon
-writes it, and ``status.json`` through :func:`live.session.recorder.write_status`; the endpoint
+writes it, and ``status.json`` through :func:`live.monitor.status.write_status`; the endpoint
 is served on 127.0.0.1 and queried with ``requests``.
 """
 
@@ -16,7 +16,10 @@ import pytest
 import requests
 
 from ensemble_bt.errors import ConfigurationError, DataError
-from live.monitor.http import HOSTS_ENV, TOKEN_ENV, check_binding, parse_address, start_http
+from live.aiothread import parse_address
+from live.monitor.bearer import TOKEN_ENV, check_binding
+from live.monitor.hostguard import HOSTS_ENV
+from live.monitor.http import start_http
 from live.monitor.status import STATUS_FILE, read_status, write_status
 from live.session.journal import JOURNAL_FILE, Journal
 from sizing.breaker import BreakerState

@@ -7,8 +7,11 @@ Two sources, both written by the daemon (:mod:`live.session.daemon`):
 
 :func:`read_status` merges them.  When the daemon died before its first ``status.json``, the
 journal alone still says which bar was decided last, what the account was and which bundle
-traded; the state is then ``"unknown"``.  Neither source ever holds credentials; keys that look
-like one are dropped anyway, so a future field cannot leak one through this reader.
+traded; the state is then ``"unknown"``.  :func:`latest_decision` reads one symbol's latest
+decision, the bundle that made it and the breaker state from the journal.
+
+Neither source ever holds credentials; keys that look like one are dropped anyway, so a future
+field cannot leak one through this reader.
 """
 
 from __future__ import annotations
@@ -169,3 +172,35 @@ def read_status(state_dir: Path, now: datetime | None = None) -> dict[str, Any]:
     out = {**status, "age_seconds": age_seconds(status.get("updated"), now) if has_status
            else None, "journal": block}
     return scrub(out)
+
+
+def latest_decision(state_dir: Path, symbol: str) -> dict[str, Any] | None:
+    """The ``/decision`` body for ``symbol``, or None when there is no decision for it.
+
+    Returns
+    -------
+    dict | None
+        ``{"symbol", "date", "decision": <the journal row: DECISION_FIELDS and "bundle">,
+        "bundle": {"id", "path", "manifest_sha256", "predict_start"} | None,
+        "breaker": {"as_of", "high_water", "drawdown", "tripped", "halted", "trips"} | None}``.
+    """
+    path = state_dir / JOURNAL_FILE
+    if not path.is_file():
+        return None
+    journal = Journal(path, readonly=True)
+    try:
+        journal.db.execute("BEGIN")  # one snapshot: the decision, its bundle, the breaker
+        decision = journal.latest_decision(symbol)
+        bundles = {row["id"]: row for row in journal.bundles()}
+        equity = journal.last_equity()
+        journal.db.execute("COMMIT")
+    finally:
+        journal.close()
+    if decision is None:
+        return None
+    row = bundles.get(decision.get("bundle"))
+    bundle = None if row is None else {k: row[k] for k in ("id", "path", "manifest_sha256",
+                                                           "predict_start")}
+    breaker = None if equity is None else {"as_of": equity["date"], **equity["breaker"]}
+    return scrub({"symbol": symbol, "date": decision["date"], "decision": decision,
+                  "bundle": bundle, "breaker": breaker})

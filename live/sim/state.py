@@ -1,7 +1,10 @@
 """Replay state of the local Alpaca-protocol server: clock, orders, fills, cash and positions.
 
 No web code lives here.  :mod:`live.sim.server` turns this state into Alpaca's JSON and
-:mod:`live.sim.streams` broadcasts its event log.
+:mod:`live.sim.streams` broadcasts its event log.  The records it keeps (:class:`SimOrder`,
+:class:`SimPosition`) and the fill arithmetic are in :mod:`live.sim.orders`, the calendar and
+session times in :mod:`live.sim.bars`, and saving and resuming a replay in
+:mod:`live.sim.snapshot`.
 
 The simulated time sits *after the close* of the current bar: a strategy decides on the close
 of bar ``t``, submits market orders, and :meth:`SimState.advance` moves to bar ``t + 1`` and
@@ -9,166 +12,33 @@ fills them at its open.  Nothing moves unless ``advance`` is called, so a replay
 deterministic however fast the client is.
 
 Several symbols replay on one calendar: the dates every frame has.
-
-:class:`SavedState` is the shape of a saved replay (``sim-server --state``), validated in full
-before a resumed server uses any of it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date, datetime
-from functools import reduce
-from typing import Annotated, Any, Literal
+from datetime import date
+from typing import Any
 
 import pandas as pd
 from loguru import logger
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-NEW_YORK = "America/New_York"
-OPEN_STATUSES = frozenset({"accepted", "new", "pending_new", "partially_filled"})
-TIME_IN_FORCE = frozenset({"day", "gtc", "opg"})
-COLUMNS = ("open", "high", "low", "close", "volume")
-QTY_DECIMALS = 9
+from live.sim.bars import align_feeds, session_time
+from live.sim.orders import (
+    QTY_DECIMALS,
+    TIME_IN_FORCE,
+    SimOrder,
+    SimPosition,
+    SimRejection,
+    deterministic_uuid,
+    fill_price,
+    split_quantity,
+)
+
+# A quantity this close to zero is a flat position (rounding left over from partial fills).
 _EPSILON = 10 ** -QTY_DECIMALS
-_NAMESPACE = uuid.UUID("6f1d2c1e-9d4b-5a53-8f0a-2f7c1c8e5a11")
-
-
-class SimRejection(Exception):
-    """A request the simulated broker refuses, carrying Alpaca's HTTP status and error code.
-
-    Parameters
-    ----------
-    status : int
-        HTTP status to answer with (403, 404, 409 or 422).
-    code : int
-        Alpaca's eight-digit error code.
-    message : str
-        Human-readable reason.
-    """
-
-    def __init__(self, status: int, code: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-@dataclass
-class SimOrder:
-    """One market order as the simulated broker keeps it.
-
-    ``sequence`` is the order's 1-based submission number; ``filled_qty`` is cumulative over
-    its executions.
-    """
-
-    id: str
-    client_order_id: str
-    symbol: str
-    side: str
-    qty: float | None
-    notional: float | None
-    time_in_force: str
-    submitted_at: pd.Timestamp
-    status: str = "new"
-    updated_at: pd.Timestamp | None = None
-    filled_qty: float = 0.0
-    filled_avg_price: float | None = None
-    filled_at: pd.Timestamp | None = None
-    canceled_at: pd.Timestamp | None = None
-    failed_at: pd.Timestamp | None = None
-    sequence: int = 0
-    executions: int = 0
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the order can still fill or be canceled."""
-        return self.status in OPEN_STATUSES
-
-
-@dataclass
-class SimPosition:
-    """A long holding in one symbol: quantity and total cost of the shares held."""
-
-    qty: float = 0.0
-    cost_basis: float = 0.0
-
-    @property
-    def avg_entry_price(self) -> float:
-        """Average cost per share (0 when flat)."""
-        return self.cost_basis / self.qty if self.qty else 0.0
-
-
-def deterministic_uuid(kind: str, key: str) -> str:
-    """A uuid5 that is the same on every run for the same ``kind`` and ``key``."""
-    return str(uuid.uuid5(_NAMESPACE, f"{kind}:{key}"))
-
-
-def session_time(day: pd.Timestamp, hhmm: str) -> pd.Timestamp:
-    """New York wall time ``hhmm`` on the calendar date of ``day``, tz-aware."""
-    return pd.Timestamp(f"{day.date().isoformat()} {hhmm}").tz_localize(NEW_YORK)
-
-
-def bar_timestamp(day: pd.Timestamp) -> pd.Timestamp:
-    """Alpaca's stamp for a daily bar: midnight New York of its date, in UTC."""
-    return session_time(day, "00:00").tz_convert("UTC")
-
-
-def fill_price(open_price: float, side: str, slippage: float) -> float:
-    """Price a market order pays at ``open_price``: worse by the fraction ``slippage``."""
-    return open_price * (1.0 + slippage) if side == "buy" else open_price * (1.0 - slippage)
-
-
-def split_quantity(qty: float, partial: bool) -> list[float]:
-    """The quantities of an order's executions: all at once, or half then the rest.
-
-    With ``partial`` the first execution is ``floor(qty / 2)`` when ``qty`` is a whole number
-    of at least 2 shares, else ``qty / 2`` rounded to 9 decimals; the second is the remainder.
-    """
-    if not partial:
-        return [qty]
-    whole = float(qty).is_integer() and qty >= 2
-    first = float(math.floor(qty / 2)) if whole else round(qty / 2, QTY_DECIMALS)
-    rest = round(qty - first, QTY_DECIMALS)
-    return [first, rest] if first > 0 and rest > 0 else [qty]
-
-
-def align_feeds(feeds: Mapping[str, pd.DataFrame],
-                ) -> tuple[dict[str, pd.DataFrame], pd.DatetimeIndex, int]:
-    """Upper-case the symbols and cut every frame to the dates all of them have.
-
-    Returns
-    -------
-    tuple of (dict, pandas.DatetimeIndex, int)
-        The frames keyed by symbol, in symbol order, the common calendar, and how many dates
-        some but not all frames have (dropped from the replay).
-
-    Raises
-    ------
-    ValueError
-        No feeds, a duplicate symbol, a frame without OHLCV columns, or no common date.
-    """
-    if not feeds:
-        raise ValueError("no feeds to replay: pass at least one symbol's bars")
-    frames: dict[str, pd.DataFrame] = {}
-    for name, frame in feeds.items():
-        symbol = str(name).strip().upper()
-        missing = set(COLUMNS) - set(frame.columns)
-        if missing:
-            raise ValueError(f"{symbol}: bars lack columns {sorted(missing)}")
-        if not symbol or symbol in frames:
-            raise ValueError(f"symbol {name!r} is empty or given twice")
-        frames[symbol] = frame.sort_index()
-    union = reduce(lambda a, b: a.union(b), (f.index for f in frames.values()))
-    calendar = reduce(lambda a, b: a.intersection(b), (f.index for f in frames.values()))
-    if calendar.empty:
-        raise ValueError(f"the bars of {', '.join(sorted(frames))} share no date to replay")
-    aligned = {s: frames[s].loc[calendar] for s in sorted(frames)}
-    return aligned, pd.DatetimeIndex(calendar), len(union) - len(calendar)
 
 
 def _non_negative(**values: float) -> None:
@@ -273,10 +143,6 @@ class SimState:
     def previous_close(self, symbol: str) -> float:
         """Close of the bar before the current one (the current one on the first bar)."""
         return float(self.feeds[symbol]["close"].iloc[max(self.index - 1, 0)])
-
-    def visible_bars(self, symbol: str) -> pd.DataFrame:
-        """Bars of ``symbol`` up to and including the current one: no look-ahead."""
-        return self.feeds[symbol].iloc[: self.index + 1]
 
     # ---------------------------------------------------------------- account
     def position(self, symbol: str) -> SimPosition:
@@ -478,87 +344,3 @@ class SimState:
         self.events.append({"event": event, "order": dataclasses.replace(order),
                             "timestamp": when, **execution})
 
-
-# ------------------------------------------------------------------------ saved state
-def _aware_time(text: str) -> str:
-    """``text`` when it is an ISO 8601 time with an offset (as :func:`session_time` writes)."""
-    if datetime.fromisoformat(text).tzinfo is None:
-        raise ValueError("time has no UTC offset")
-    return text
-
-
-_Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-_Amount = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0)]
-_Text = Annotated[str, Field(strict=True, min_length=1, max_length=256)]
-_Time = Annotated[str, Field(strict=True), AfterValidator(_aware_time)]
-_Count = Annotated[int, Field(strict=True, ge=0)]
-
-
-class SavedPosition(BaseModel):
-    """A saved :class:`SimPosition`: a long holding."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    qty: _Amount
-    cost_basis: _Finite
-
-
-class SavedOrder(BaseModel):
-    """A saved :class:`SimOrder`, field for field; times are ISO 8601 text with an offset."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: _Text
-    client_order_id: _Text
-    symbol: _Text
-    side: Literal["buy", "sell"]
-    qty: _Amount | None
-    notional: _Amount | None
-    time_in_force: Literal["day", "gtc", "opg"]  # TIME_IN_FORCE
-    submitted_at: _Time
-    status: Literal["accepted", "new", "pending_new", "partially_filled", "filled", "canceled",
-                    "rejected"]  # OPEN_STATUSES and the closed ones
-    updated_at: _Time | None = None
-    filled_qty: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)] = 0.0
-    filled_avg_price: _Amount | None = None
-    filled_at: _Time | None = None
-    canceled_at: _Time | None = None
-    failed_at: _Time | None = None
-    sequence: _Count = 0
-    executions: _Count = 0
-
-    def to_order(self) -> SimOrder:
-        """The :class:`SimOrder` this saved order describes."""
-        fields = self.model_dump()
-        for name in ("submitted_at", "updated_at", "filled_at", "canceled_at", "failed_at"):
-            fields[name] = None if fields[name] is None else pd.Timestamp(fields[name])
-        return SimOrder(**fields)
-
-
-class SavedState(BaseModel):
-    """What ``sim-server --state`` saves: the replay's identity and progress.
-
-    Validation covers types and ranges only; whether the saved identity, index and symbols
-    fit the data being replayed is the caller's check.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    version: Annotated[int, Field(strict=True)]
-    symbols: list[_Text]
-    start: Annotated[str, Field(strict=True)] | None
-    data_sha256: Annotated[str, Field(strict=True, pattern=r"^[0-9a-f]{64}$")]
-    index: _Count
-    day: Annotated[str, Field(strict=True, pattern=r"^\d{4}-\d{2}-\d{2}$")]
-    cash: _Finite
-    last_equity: _Finite
-    positions: dict[str, SavedPosition]
-    orders: list[SavedOrder]
-
-    @model_validator(mode="after")
-    def _unique_orders(self) -> SavedState:
-        for name in ("id", "client_order_id"):
-            values = [getattr(order, name) for order in self.orders]
-            if len(set(values)) != len(values):
-                raise ValueError(f"two orders share an {name}")
-        return self

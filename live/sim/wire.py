@@ -1,22 +1,22 @@
-"""JSON shapes of the local Alpaca-protocol server: what alpaca-py's models require."""
+"""JSON shapes of the local Alpaca-protocol server: what alpaca-py's models require.
+
+Also the parsing of what a request carries (query parameters, JSON body fields), which
+refuses a bad value with a :class:`~live.sim.orders.SimRejection` naming it.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 from aiohttp import web
 
-from live.sim.state import (
-    SimOrder,
-    SimRejection,
-    SimState,
-    bar_timestamp,
-    deterministic_uuid,
-    session_time,
-)
+from live.sim.bars import bar_timestamp, session_time
+from live.sim.orders import SimOrder, SimRejection, deterministic_uuid
+from live.sim.state import SimState
 
 ACCOUNT_ID = deterministic_uuid("account", "sim")
 #: Longest ``client_order_id`` Alpaca accepts.
@@ -88,6 +88,20 @@ def parse_day(text: str, name: str = "date") -> pd.Timestamp:
     """
     stamp = _timestamp(text, name)
     return (stamp if stamp.tzinfo is None else stamp.tz_localize(None)).normalize()
+
+
+def int_param(query: Mapping[str, str], name: str, default: int) -> int:
+    """The query parameter ``name`` as an integer, ``default`` when absent or empty.
+
+    Raises
+    ------
+    SimRejection
+        422 when the value is not a whole number.
+    """
+    try:
+        return int(query.get(name) or default)
+    except ValueError as exc:
+        raise SimRejection(422, 42210000, f"invalid {name}: {query.get(name)!r}") from exc
 
 
 def float_field(body: dict[str, Any], name: str) -> float | None:
