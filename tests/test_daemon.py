@@ -172,7 +172,7 @@ def outcome(state: Path) -> Outcome:
         orders = [(o["client_order_id"], o["side"], o["qty"], o["status"], o["filled_qty"])
                   for o in journal.orders()]
         equity = journal.last_equity()["equity"]
-        bars = pd.read_sql_query("SELECT * FROM bars ORDER BY date", journal.db)
+        bars = journal.bars_frame()
         return Outcome(orders, equity, journal.decision_counts(), journal.positions(), bars)
     finally:
         journal.close()
@@ -289,10 +289,9 @@ def test_http_endpoint_serves_the_journal_latest_decision(setup, server_factory,
         assert reply.status_code == 200, reply.text
         body = reply.json()
         assert body["date"] >= before
-        row = journal.db.execute("SELECT * FROM decisions WHERE date = ? AND symbol = 'AAA'",
-                                 (body["date"],)).fetchone()
+        row = journal.decision(body["date"], "AAA")
         journal.close()
-        assert body["decision"] == dict(row)
+        assert body["decision"] == row
         assert requests.post(f"http://127.0.0.1:{port}/decision", timeout=10).status_code == 405
     finally:
         proc.send_signal(signal.SIGTERM)

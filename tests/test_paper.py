@@ -212,7 +212,7 @@ def test_scheduled_retraining_swaps_a_gated_bundle_in_and_parity_follows(data, b
     journal = Journal(folder / JOURNAL_FILE, readonly=True)
     try:
         bundles = journal.bundles()
-        decisions = pd.read_sql_query("SELECT date, bundle FROM decisions", journal.db)
+        decisions = journal.decisions_frame()
     finally:
         journal.close()
     assert len(bundles) >= 2, "a retrain every 30 days, each swapped in for the next decision"

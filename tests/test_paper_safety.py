@@ -17,17 +17,12 @@ from pathlib import Path
 import pytest
 
 from ensemble_bt.errors import ConfigurationError, DataError
-from live.session.config import (
-    LIVE_ENV,
-    AlpacaEndpoints,
-    PaperConfig,
-    check_live,
-    endpoint_kind,
-    shown_url,
-)
-from live.session.daemon import LOCK_FILE, claim_state, probe_lock, state_session
+from live.alpaca.endpoints import AlpacaEndpoints, endpoint_kind, shown_url
+from live.session.config import LIVE_ENV, PaperConfig, check_live
 from live.session.exports import check_session
 from live.session.journal import JOURNAL_FILE, SCHEMA_VERSION, Journal
+from live.session.lock import LOCK_FILE, claim_state, probe_lock
+from live.session.startup import state_session
 from tests.badinput import assert_refused
 from tests.test_daemon import (  # noqa: F401 (fixtures)
     KEY,

@@ -8,9 +8,13 @@
   delta, so a partial fill followed by a fill is counted once (never the cumulative
   ``filled_qty`` twice).
 - Cash and positions are kept from fills (commission from config): no REST call per bar.
-- Before the first bar it reconciles cash, positions and open orders over REST.
+- Before the first bar, and whenever the trading stream may have lost a message, it
+  reconciles with the account's REST state (:mod:`live.alpaca.reconcile`).
 - A fill is applied on the bar of its session date, as the backtester fills at the next
   bar's open: the strategy sees the same state in both.
+- Order intents, order states and fills are written through an
+  :class:`~live.alpaca.ledger.OrderLedger` the session passes in (its journal): the intent is
+  committed before the order is sent, so an order goes out exactly once across a crash.
 """
 
 from __future__ import annotations
@@ -24,32 +28,22 @@ from typing import Any
 import backtrader as bt
 import pandas as pd
 from alpaca.common.exceptions import APIError
-from alpaca.trading.enums import OrderSide, QueryOrderStatus, TimeInForce
-from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
+from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.requests import MarketOrderRequest
 from loguru import logger
 
-from live.alpaca.clock import bar_day
+from live.alpaca.ledger import OrderLedger
+from live.alpaca.orders import (
+    DEAD_EVENTS,
+    FILL_EVENTS,
+    TrackedOrder,
+    bar_day_of_fill,
+    client_order_id,
+    find_order,
+    order_record,
+)
+from live.alpaca.reconcile import account_state, catch_up_ledger, reconcile_orders
 from strategies.commission import FractionalCommission
-
-FILL_EVENTS = frozenset({"fill", "partial_fill"})
-DEAD_EVENTS = frozenset({"rejected", "canceled", "expired", "done_for_day"})
-
-
-def client_order_id(strategy_id: str, symbol: str, day: pd.Timestamp, sequence: int) -> str:
-    """Deterministic id of the ``sequence``-th order for ``symbol`` decided on ``day``."""
-    return f"{strategy_id}-{symbol}-{day:%Y%m%d}-{sequence}"
-
-
-class _Tracked:
-    """What the broker knows of one Alpaca order."""
-
-    __slots__ = ("order", "symbol", "side", "received_qty", "received_value", "dead")
-
-    def __init__(self, order: bt.Order | None, symbol: str, side: str, filled: float = 0.0,
-                 value: float = 0.0) -> None:
-        self.order, self.symbol, self.side = order, symbol, side
-        self.received_qty, self.received_value = filled, value
-        self.dead = False
 
 
 class AlpacaBroker(bt.broker.BrokerBase):
@@ -63,13 +57,13 @@ class AlpacaBroker(bt.broker.BrokerBase):
         Commission per fill as a fraction of notional (0 on Alpaca; the replay's value).
     strategy_id : str
         Prefix of every ``client_order_id``.
-    journal : live.session.journal.Journal | None
-        The daemon's journal: order intents are committed before they are sent, fills as
-        they are applied.  None keeps nothing.
+    ledger : live.alpaca.ledger.OrderLedger | None
+        The session's order record (its journal): order intents are committed before they
+        are sent, fills as they are applied.  None keeps nothing.
     """
 
     params = (("store", None), ("commission_rate", 0.0), ("strategy_id", "ens"),
-              ("journal", None))
+              ("ledger", None))
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,11 +71,10 @@ class AlpacaBroker(bt.broker.BrokerBase):
         self.updates: queue.Queue = queue.Queue()
         self.positions: dict[str, bt.Position] = collections.defaultdict(bt.Position)
         self.cash = self.startingcash = 0.0
-        self._tracked: dict[str, _Tracked] = {}
+        self._tracked: dict[str, TrackedOrder] = {}
         self._sequence: collections.Counter = collections.Counter()
         self._lock = threading.Lock()
         self._reconcile_flag = threading.Event()
-        self.initial_positions: dict[str, float] = {}
 
     # --------------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -97,20 +90,13 @@ class AlpacaBroker(bt.broker.BrokerBase):
     def _reconcile(self) -> None:
         """Cash, positions and our open orders, once, before the first bar."""
         trading = self.p.store.trading
-        account = trading.get_account()
-        self.cash = self.startingcash = float(account.cash)
-        for pos in trading.get_all_positions():
-            self.positions[pos.symbol] = bt.Position(size=float(pos.qty),
-                                                     price=float(pos.avg_entry_price))
-        self.initial_positions = {s: p.size for s, p in self.positions.items() if p.size}
-        prefix = f"{self.p.strategy_id}-"
-        open_orders = trading.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN))
-        for order in open_orders:
-            if order.client_order_id.startswith(prefix):
-                self._tracked[str(order.id)] = _Tracked(
-                    None, order.symbol, order.side.value, float(order.filled_qty or 0.0),
-                    float(order.filled_qty or 0.0) * float(order.filled_avg_price or 0.0))
-        self.catch_up_journal()
+        state = account_state(trading, self.p.strategy_id)
+        self.cash = self.startingcash = state.cash
+        for symbol, (size, price) in state.positions.items():
+            self.positions[symbol] = bt.Position(size=size, price=price)
+        self._tracked.update(state.open_orders)
+        if self.p.ledger is not None:
+            catch_up_ledger(trading, self.p.ledger)
         logger.info("reconciled: cash {:.2f}, {} positions, {} open orders of ours",
                     self.cash, sum(1 for p in self.positions.values() if p.size),
                     len(self._tracked))
@@ -173,52 +159,42 @@ class AlpacaBroker(bt.broker.BrokerBase):
             reply = self._send(request, day)
         except APIError as exc:
             logger.warning("order {} refused: HTTP {} {}", cid, exc.status_code, exc.message)
-            if self.p.journal is not None:
-                self.p.journal.record_order(cid, None, "refused")
+            if self.p.ledger is not None:
+                self.p.ledger.record_order(cid, None, "refused")
             return self._reject(order)
         with self._lock:
-            tracked = self._tracked.setdefault(str(reply.id), _Tracked(order, symbol, side))
+            tracked = self._tracked.setdefault(str(reply.id),
+                                               TrackedOrder(order, symbol, side))
             tracked.order = order
         order.accept(self)
         self.notify(order)
         return order
 
     def _send(self, request: MarketOrderRequest, day: pd.Timestamp) -> Any:
-        """Journal the intent, then send; an id an earlier run journaled is looked up first.
+        """Record the intent, then send; an id an earlier run recorded is looked up first.
 
         A ``client_order_id`` the broker already knows is never sent again: after a crash
-        between sending and journaling, the existing order is adopted.
+        between sending and recording, the existing order is adopted.
         """
-        journal, cid = self.p.journal, request.client_order_id
-        if journal is not None:
-            if journal.order(cid) is not None:
-                known = self._lookup(cid)
+        ledger: OrderLedger | None = self.p.ledger
+        cid = request.client_order_id
+        if ledger is not None:
+            if ledger.order(cid) is not None:
+                known = find_order(self.p.store.trading, cid)
                 if known is not None:
                     logger.info("{} was sent before a restart: adopting it", cid)
-                    self._journal_order(known)
+                    self._record_order(known)
                     return known
             else:
-                journal.record_intent(cid, request.symbol, request.side.value,
-                                      float(request.qty), day.date().isoformat())
+                ledger.record_intent(cid, request.symbol, request.side.value,
+                                     float(request.qty), day.date().isoformat())
         reply = self._place(request)
-        self._journal_order(reply)
+        self._record_order(reply)
         return reply
 
-    def _lookup(self, client_order_id: str) -> Any:
-        try:
-            return self.p.store.trading.get_order_by_client_id(client_order_id)
-        except APIError as exc:
-            if exc.status_code == 404:
-                return None
-            raise
-
-    def _journal_order(self, reply: Any) -> None:
-        if self.p.journal is not None:
-            self.p.journal.record_order(
-                reply.client_order_id, str(reply.id), reply.status.value,
-                float(reply.filled_qty or 0.0),
-                None if reply.filled_avg_price is None else float(reply.filled_avg_price),
-                str(reply.updated_at))
+    def _record_order(self, reply: Any) -> None:
+        if self.p.ledger is not None:
+            self.p.ledger.record_order(*order_record(reply))
 
     def _place(self, request: MarketOrderRequest) -> Any:
         """Submit; a duplicate ``client_order_id`` means an earlier try got through."""
@@ -285,24 +261,12 @@ class AlpacaBroker(bt.broker.BrokerBase):
         return True
 
     def _reconcile_orders(self, order_ids: list[str]) -> None:
-        """Synthesise the executions and terminal events the stream lost."""
-        for order_id in order_ids:
-            with self._lock:
-                tracked = self._tracked.get(order_id)
-            if tracked is None:
-                continue
-            reply = self.p.store.trading.get_order_by_id(order_id)
-            filled = float(reply.filled_qty or 0.0)
-            missing = filled - tracked.received_qty
-            if missing > 1e-9:
-                total = filled * float(reply.filled_avg_price)
-                price = (total - tracked.received_value) / missing
-                event = "fill" if reply.status.value == "filled" else "partial_fill"
-                self.push_update(_Synthetic(event, reply, missing, price,
-                                            reply.filled_at or reply.updated_at))
-            status = reply.status.value
-            if status in DEAD_EVENTS and not tracked.dead:
-                self.push_update(_Synthetic(status, reply, None, None, reply.updated_at))
+        """Queue the executions and terminal events the stream lost (from REST)."""
+        reconcile_orders(self.p.store.trading, order_ids, self._tracked_order, self.push_update)
+
+    def _tracked_order(self, order_id: str) -> TrackedOrder | None:
+        with self._lock:
+            return self._tracked.get(order_id)
 
     def next(self) -> None:
         """Apply queued updates whose session has reached the bar being processed."""
@@ -331,7 +295,7 @@ class AlpacaBroker(bt.broker.BrokerBase):
                 return False
             self._fill(tracked, update, feed)
         elif update.event in DEAD_EVENTS and tracked is not None:
-            self._journal_order(update.order)
+            self._record_order(update.order)
             order = tracked.order
             if order is None:
                 return True
@@ -345,7 +309,7 @@ class AlpacaBroker(bt.broker.BrokerBase):
                 self.notify(order)
         return True
 
-    def _fill(self, tracked: _Tracked | None, update: Any, feed: Any) -> None:
+    def _fill(self, tracked: TrackedOrder | None, update: Any, feed: Any) -> None:
         qty, price = float(update.qty), float(update.price)
         symbol = update.order.symbol
         size = qty if update.order.side.value == "buy" else -qty
@@ -354,7 +318,7 @@ class AlpacaBroker(bt.broker.BrokerBase):
         psize, pprice, opened, closed = position.update(size, price)
         comminfo = self.getcommissioninfo(feed)
         self.cash -= size * price + comminfo.getcommission(size, price)
-        self._journal_fill(update, qty, price)
+        self._record_fill(update, qty, price)
         order = tracked.order if tracked is not None else None
         if order is None or feed is None:
             return
@@ -370,54 +334,17 @@ class AlpacaBroker(bt.broker.BrokerBase):
             order.completed()
         self.notify(order)
 
-
-    def _journal_fill(self, update: Any, qty: float, price: float) -> None:
-        journal = self.p.journal
-        if journal is None:
+    def _record_fill(self, update: Any, qty: float, price: float) -> None:
+        ledger: OrderLedger | None = self.p.ledger
+        if ledger is None:
             return
         cid = update.order.client_order_id
+        # A fill rebuilt from REST has no execution id: its cumulative quantity is its key.
         key = (str(update.execution_id) if getattr(update, "execution_id", None)
-               else f"{cid}:rest:{journal.filled_qty(cid) + qty!r}")
-        journal.record_fill(key, cid, update.order.symbol, update.order.side.value, qty, price,
-                            bar_day_of_fill(update.timestamp).isoformat())
+               else f"{cid}:rest:{ledger.fill_totals(cid)[0] + qty!r}")
+        ledger.record_fill(key, cid, update.order.symbol, update.order.side.value, qty, price,
+                           bar_day_of_fill(update.timestamp).isoformat())
         status = update.order.status.value if update.event == "partial_fill" else "filled"
-        total, value = journal.fill_totals(cid)
-        journal.record_order(cid, str(update.order.id), status, total, value / total,
-                             str(update.timestamp))
-
-    def catch_up_journal(self) -> None:
-        """Journal the fills of orders that executed while the daemon was down."""
-        journal = self.p.journal
-        if journal is None:
-            return
-        for row in journal.open_orders():
-            reply = self._lookup(row["client_order_id"])
-            if reply is None:
-                continue  # an intent that never reached the broker: the bar is re-decided
-            filled = float(reply.filled_qty or 0.0)
-            done_qty, done_value = journal.fill_totals(row["client_order_id"])
-            missing = filled - done_qty
-            if missing > 1e-9:
-                price = (filled * float(reply.filled_avg_price) - done_value) / missing
-                journal.record_fill(f"{reply.client_order_id}:rest:{filled!r}",
-                                    reply.client_order_id, reply.symbol, reply.side.value,
-                                    missing, price,
-                                    bar_day_of_fill(reply.filled_at or reply.updated_at)
-                                    .isoformat())
-                logger.info("journaled {} shares of {} filled while down", missing,
-                            reply.client_order_id)
-            self._journal_order(reply)
-
-
-def bar_day_of_fill(stamp: Any) -> Any:
-    """Session date of a fill's timestamp (New York)."""
-    return bar_day(stamp).date()
-
-
-class _Synthetic:
-    """A trade update rebuilt from REST when the stream lost it."""
-
-    def __init__(self, event: str, order: Any, qty: float | None, price: float | None,
-                 timestamp: Any) -> None:
-        self.event, self.order, self.qty, self.price = event, order, qty, price
-        self.timestamp = timestamp
+        total, value = ledger.fill_totals(cid)
+        ledger.record_order(cid, str(update.order.id), status, total, value / total,
+                            str(update.timestamp))

@@ -35,7 +35,7 @@ from loguru import logger
 
 from ensemble_bt.errors import BrokerError
 from live.alpaca.clock import NEW_YORK, DecisionClock, bar_day
-from live.session.config import AlpacaEndpoints
+from live.alpaca.endpoints import AlpacaEndpoints
 
 RETRY_CODES = [429, 500, 502, 503, 504]
 
@@ -115,8 +115,9 @@ class AlpacaStore:
         self._clock: Any = None
         self.advances = 0
         self._key_id, self._secret = key_id, secret
-        # The resolved URLs, passed explicitly: the clients connect exactly where
-        # ``paper_config.check_live`` looked (and the startup log says).
+        # The resolved URLs, passed explicitly: the clients connect exactly where the
+        # real-money rule (``live.alpaca.endpoints.live_endpoint``) looked, and where the
+        # startup log says.
         rest, stream = endpoints.trading_endpoints()
         self.trading_url, self.trading_stream_url = rest.url, stream.url
         self.trading = TradingClient(key_id, secret, paper=endpoints.paper,

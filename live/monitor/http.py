@@ -44,14 +44,11 @@ from loguru import logger
 
 from ensemble_bt.errors import ConfigurationError, StopError
 from live.aiothread import RunningServer, parse_address
-from live.monitor.bearer import TOKEN_ENV, check_binding, make_auth_middleware
-from live.monitor.hostguard import HOSTS_ENV, hosts_from_env, make_host_guard, parse_allowed_hosts
+from live.monitor.bearer import check_binding, make_auth_middleware
+from live.monitor.hostguard import hosts_from_env, make_host_guard, parse_allowed_hosts
 from live.monitor.replies import error_json, json_errors
 from live.monitor.status import latest_decision, read_status
 
-# The public surface, with the binding helpers the paper daemon imports from here.
-__all__ = ["HOSTS_ENV", "TOKEN_ENV", "HttpHandle", "build_app", "check_binding",
-           "hosts_from_env", "parse_address", "start_http"]
 STATE_DIR_KEY: web.AppKey[Path] = web.AppKey("state_dir", Path)
 
 

@@ -120,11 +120,9 @@ def read_journal(path: Path, with_status: bool) -> tuple[dict[str, Any], dict[st
     except sqlite3.Error as exc:
         raise DataError(f"{path}: cannot read the journal ({exc})") from None
     try:
-        # One read transaction, so the counts and positions come from the same commit.
-        journal.db.execute("BEGIN")
-        block = journal_block(journal)
-        status = journal_status(journal) if with_status else None
-        journal.db.execute("COMMIT")
+        with journal.snapshot():  # the counts and positions come from the same commit
+            block = journal_block(journal)
+            status = journal_status(journal) if with_status else None
     except sqlite3.Error as exc:
         raise DataError(f"{path}: cannot read the journal ({exc})") from None
     finally:
@@ -189,11 +187,10 @@ def latest_decision(state_dir: Path, symbol: str) -> dict[str, Any] | None:
         return None
     journal = Journal(path, readonly=True)
     try:
-        journal.db.execute("BEGIN")  # one snapshot: the decision, its bundle, the breaker
-        decision = journal.latest_decision(symbol)
-        bundles = {row["id"]: row for row in journal.bundles()}
-        equity = journal.last_equity()
-        journal.db.execute("COMMIT")
+        with journal.snapshot():  # one snapshot: the decision, its bundle, the breaker
+            decision = journal.latest_decision(symbol)
+            bundles = {row["id"]: row for row in journal.bundles()}
+            equity = journal.last_equity()
     finally:
         journal.close()
     if decision is None:

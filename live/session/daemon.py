@@ -1,357 +1,53 @@
-"""The paper daemon's lifecycle: open or resume a state directory, run, stop cleanly.
+"""The paper daemon's lifecycle: run a state directory's session, stop cleanly.
 
-A new state directory gets a journal (:mod:`live.session.journal`) with the session's fixed facts:
-symbols, first decision day, history start, costs, sizing and starting account.  A directory
-that already has one is *resumed*:
+A new state directory gets a journal (:mod:`live.session.journal`) with the session's fixed
+facts: symbols, first decision day, history start, costs, sizing and starting account.  A
+directory that already has one is *resumed* (:mod:`live.session.startup` decides which):
 
-- the bundles it traded are reloaded (each checked against its manifest hash);
+- the bundles it traded are reloaded (each checked against its manifest hash,
+  :func:`live.session.bundles.journal_signal`);
 - the breaker and high-water mark come back from the last journaled bar;
 - bars up to the last decided one only replay the strategy's lagged statistics, so every bar
   is decided once;
 - the broker reconciles cash, positions, open orders and fills made while the daemon was down
-  before the first new bar, and never resends a ``client_order_id`` the broker knows.
+  before the first new bar (:mod:`live.alpaca.reconcile`), and never resends a
+  ``client_order_id`` the journal holds.
 
 SIGTERM or SIGINT lets the current bar finish, then the daemon flushes, closes its sockets and
-exits 0.
-
-One daemon per state directory: :func:`claim_state` holds an exclusive ``flock`` on
-``<state>/daemon.lock`` for the process's life (the kernel drops it on ``kill -9``, so a
-restart is never blocked by a stale lock).  A start that fails before the journal is written
-leaves the directory as it was: a directory it created is removed, and the lock file gets its
-previous bytes back.
+exits 0.  One daemon runs per state directory (:mod:`live.session.lock`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import math
-import os
 import signal
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import backtrader as bt
 import pandas as pd
-import requests
-from alpaca.common.exceptions import APIError
 from loguru import logger
 
-from ensemble_bt.errors import BrokerError, BundleError, ConfigurationError, DataError
+from ensemble_bt.errors import ConfigurationError
 from ensemble_bt.jsonio import loads
+from live.alpaca.endpoints import shown_url
 from live.alpaca.store import AlpacaStore
 from live.monitor.status import write_status
-from live.session.config import PaperConfig, shown_url
-from live.session.exports import LatencyRecorder, check_session, export_session
-from live.session.journal import JOURNAL_FILE, SESSION_KEY, Journal
-from live.session.recorder import JournalRecorder
+from live.session.bundles import FAR_FUTURE, check_history, journal_signal
+from live.session.config import PaperConfig
+from live.session.exports import export_session
+from live.session.journal import Journal
+from live.session.recorder import JournalRecorder, LatencyRecorder
 from live.session.retrain import Retrainer
+from live.session.startup import now_iso
 from models.artifacts import MANIFEST, load_bundle, sha256_file, training_end
 from models.features import FEATURE_NAMES
-from models.signal import VintageSignal, bars_needed
 from models.vintages import fixed_vintage
 from strategies.analyzers import RunRecorder
 from strategies.sizers import KellySizer
 from strategies.strategy import EnsembleStrategy
-
-FAR_FUTURE = pd.Timestamp("2200-01-01")
-FIXED_KEYS = ("symbols", "strategy_id", "horizon")
-LOCK_FILE = "daemon.lock"
-#: Tries, 10 ms apart, before a held lock counts as another daemon's: outlasts the instant
-#: for which a starting daemon's :func:`probe_lock` holds it shared.
-LOCK_TRIES = 50
-KEY_REFUSED = (401, 403)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-# ------------------------------------------------------------------ the lock
-def _try_lock(fd: int, mode: int) -> str | None:
-    """None once ``flock(fd, mode)`` is taken, else the holder's pid from the lock file."""
-    for _ in range(LOCK_TRIES):
-        try:
-            fcntl.flock(fd, mode | fcntl.LOCK_NB)
-            return None
-        except BlockingIOError:
-            time.sleep(0.01)
-    return os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-
-
-def _in_use(folder: Path, holder: str) -> ConfigurationError:
-    who = f"pid {holder}" if holder.isdigit() else "another process"
-    return ConfigurationError(f"--state {folder}: state directory in use by {who} (a running "
-                              "ensemble-bt paper); stop it first, or use another --state "
-                              "directory")
-
-
-def probe_lock(folder: Path) -> None:
-    """Refuse a state directory whose daemon is running, without writing anything.
-
-    Raises
-    ------
-    ConfigurationError
-        Another process holds the lock: "state directory in use by pid N".
-    """
-    try:
-        fd = os.open(folder / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return  # no lock file (or no directory): nobody runs here
-    try:
-        holder = _try_lock(fd, fcntl.LOCK_SH)
-    finally:
-        os.close(fd)
-    if holder is not None:
-        raise _in_use(folder, holder)
-
-
-def _make_dirs(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents; return those created, deepest first."""
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _remove_dirs(missing)
-        raise ConfigurationError(f"--state {folder}: cannot create it ({exc.strerror})") from None
-    return missing
-
-
-def _remove_dirs(created: list[Path]) -> None:
-    for path in created:
-        try:
-            path.rmdir()
-        except OSError:
-            return  # not empty (or gone): something else lives there now
-
-
-class StateClaim:
-    """The exclusive lock on a state directory (see :func:`claim_state`)."""
-
-    def __init__(self) -> None:
-        self.committed = False
-
-    def commit(self) -> None:
-        """The journal is written: from now on a failure leaves the directory as it is."""
-        self.committed = True
-
-
-@contextlib.contextmanager
-def claim_state(folder: Path) -> Iterator[StateClaim]:
-    """Hold the state directory's lock for the ``with`` block; undo the claim on failure.
-
-    Creates ``folder`` when missing, takes an exclusive ``flock`` on ``folder/daemon.lock``
-    and writes this process's pid there.  The kernel releases the lock when the process dies,
-    ``kill -9`` included.  When the block raises before :meth:`StateClaim.commit`, the lock
-    file gets its previous bytes back (or goes, if this call created it) and every directory
-    this call created is removed: a failed start leaves no trace.
-
-    Raises
-    ------
-    ConfigurationError
-        The directory cannot be created, or another process holds the lock.
-    """
-    created = _make_dirs(folder)
-    lock = folder / LOCK_FILE
-    existed = lock.exists()
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError as exc:
-        _remove_dirs(created)
-        raise ConfigurationError(f"--state {folder}: cannot open {LOCK_FILE} "
-                                 f"({exc.strerror})") from None
-    previous = os.pread(fd, 4096, 0) if existed else None
-    try:
-        holder = _try_lock(fd, fcntl.LOCK_EX)
-        if holder is not None:
-            raise _in_use(folder, holder)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        claim = StateClaim()
-        try:
-            yield claim
-        except BaseException:
-            if not claim.committed:
-                _undo_claim(fd, lock, previous, created)
-            raise
-    finally:
-        os.close(fd)
-
-
-def _undo_claim(fd: int, lock: Path, previous: bytes | None, created: list[Path]) -> None:
-    """Put the lock file and the directories back as they were (the lock is still held)."""
-    if previous is None:
-        lock.unlink(missing_ok=True)
-    else:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, previous, 0)
-    _remove_dirs(created)
-
-
-# ---------------------------------------------------------- state and session
-def state_session(folder: Path) -> dict[str, Any] | None:
-    """The session a state directory holds, or None for a new one; reads, never writes.
-
-    A missing or empty directory, one holding only the lock file, and one whose journal is
-    blank (a start killed between creating the journal and writing its session) all start a
-    new session.  A journal with a session is checked: it is ours, its facts are complete
-    and every bundle it traded is there unchanged.
-
-    Raises
-    ------
-    ConfigurationError
-        ``folder`` is a file, or a directory with other files and no journal.
-    DataError, BundleError
-        The journal is not ours, is another schema version or is incomplete; a bundle it
-        traded is gone or changed.
-    """
-    if folder.exists() and not folder.is_dir():
-        raise ConfigurationError(f"--state {folder}: not a directory")
-    path = folder / JOURNAL_FILE
-    if path.exists():
-        if path.is_file() and path.stat().st_size == 0:
-            return None
-        journal = Journal(path, readonly=True)
-        try:
-            if journal.is_blank():
-                return None
-            session = check_session(journal.get_meta(SESSION_KEY), path)
-            check_journal_bundles(journal)
-            return session
-        finally:
-            journal.close()
-    if folder.is_dir() and any(p.name != LOCK_FILE for p in folder.iterdir()):
-        raise ConfigurationError(f"--state {folder}: not empty and holds no journal; choose a "
-                                 "new directory or the state directory of a session")
-    return None
-
-
-def check_history(model: object, history_days: int, source: str | Path) -> None:
-    """Refuse a bundle whose first decision would lack history.
-
-    Its prediction of a bar reads :func:`models.signal.bars_needed` bars (the features'
-    look-back, plus a sequence learner's earlier rows); they must fit in the ``history_days``
-    calendar days the feeds backfill, counted at 1.5 calendar days per trading day
-    (weekends and holidays).
-    """
-    bars = bars_needed(model)
-    need = math.ceil(bars * 1.5)
-    if history_days < need:
-        raise ConfigurationError(f"{source}: a prediction reads {bars} bars of history, more "
-                                 f"than history_days {history_days} holds; set history_days "
-                                 f"to {need} or more")
-
-
-def check_journal_bundles(journal: Journal) -> None:
-    """Every bundle the session traded must be there, unchanged."""
-    for row in journal.bundles():
-        manifest = Path(row["path"]) / MANIFEST
-        if not manifest.is_file():
-            raise BundleError(f"{row['path']}: a bundle this session traded is gone; restore "
-                              "it to resume")
-        if sha256_file(manifest) != row["manifest_sha256"]:
-            raise BundleError(f"{row['path']}: the bundle changed since the session traded it "
-                              "(manifest hash differs); restore it to resume")
-
-
-def journal_signal(journal: Journal, horizon: int) -> VintageSignal:
-    """One vintage per journaled bundle, each predicting from its ``predict_start``."""
-    check_journal_bundles(journal)
-    if not journal.bundles():
-        raise DataError(f"{journal.path}: the journal lists no bundle; use a new --state "
-                        "directory")
-    vintages = []
-    for row in journal.bundles():
-        model, manifest = load_bundle(Path(row["path"]), feature_names=FEATURE_NAMES,
-                                      horizon=horizon)
-        vintages.append(fixed_vintage(model, manifest, row["path"], horizon=horizon,
-                                      predict_start=pd.Timestamp(row["predict_start"]),
-                                      predict_end=FAR_FUTURE))
-    return VintageSignal(vintages)
-
-
-def session_facts(store: AlpacaStore, cfg: PaperConfig) -> dict[str, Any]:
-    """The fixed facts a new session starts from: the account's clock, cash and positions."""
-    account = store.trading.get_account()
-    trade_start = store.clock_day()
-    positions = {p.symbol: float(p.qty) for p in store.trading.get_all_positions()}
-    return {
-        "symbols": list(cfg.symbols), "strategy_id": cfg.strategy_id, "horizon": cfg.horizon,
-        "trade_start": trade_start.date().isoformat(),
-        "history_start": (trade_start - pd.Timedelta(days=cfg.history_days)).date().isoformat(),
-        "commission": cfg.commission, "slippage": cfg.slippage,
-        "allocations": cfg.checked_allocations(), "sizing": cfg.sizing.model_dump(mode="json"),
-        "initial_cash": float(account.cash), "initial_positions": positions,
-        "replay": store.replay, "created": now_iso(),
-    }
-
-
-def first_contact(store: AlpacaStore, cfg: PaperConfig,
-                  session: dict[str, Any] | None) -> dict[str, Any]:
-    """Check the keys at the trading endpoint before anything is written.
-
-    Parameters
-    ----------
-    store : AlpacaStore
-        Not started yet: only its REST client is used.
-    cfg : PaperConfig
-    session : dict | None
-        The session to resume, or None for a new one.
-
-    Returns
-    -------
-    dict
-        ``session`` when resuming, else the new session's facts (:func:`session_facts`).
-
-    Raises
-    ------
-    ConfigurationError
-        The endpoint refused the keys (401 or 403).
-    BrokerError
-        The endpoint cannot be reached or failed otherwise (worth a retry later).
-    """
-    where = shown_url(store.trading_url)
-    try:
-        if session is None:
-            return session_facts(store, cfg)
-        store.trading.get_account()
-        return session
-    except APIError as exc:
-        if exc.status_code in KEY_REFUSED:
-            raise ConfigurationError(
-                f"{where} refused the keys in APCA_API_KEY_ID / APCA_API_SECRET_KEY (HTTP "
-                f"{exc.status_code}); export the keys of this endpoint's account") from None
-        raise BrokerError(f"{where} failed at start (HTTP {exc.status_code}: "
-                          f"{str(exc)[:120]})") from None
-    except requests.RequestException as exc:
-        raise BrokerError(f"cannot reach {where} ({type(exc).__name__}); check the network "
-                          "and alpaca.trading_url") from None
-    except ValueError as exc:  # a reply alpaca-py cannot parse: not Alpaca's trading API
-        raise BrokerError(f"{where} did not answer as Alpaca's trading API "
-                          f"({type(exc).__name__}); check alpaca.trading_url") from None
-
-
-def open_journal(folder: Path, cfg: PaperConfig, session: dict[str, Any],
-                 manifest_sha: str, resuming: bool) -> Journal:
-    """The state directory's journal; a new session's facts and bundle are written first."""
-    journal = Journal(folder / JOURNAL_FILE)
-    if not resuming:
-        journal.start_session(session, str(cfg.bundle), manifest_sha, now_iso())
-    return journal
-
-
-def check_resume(session: dict[str, Any], cfg: PaperConfig) -> None:
-    """Refuse a config that differs from the journaled session in a fixed fact."""
-    current = {"symbols": list(cfg.symbols), "strategy_id": cfg.strategy_id,
-               "horizon": cfg.horizon}
-    for key in FIXED_KEYS:
-        if session[key] != current[key]:
-            raise ConfigurationError(f"the config's {key} {current[key]!r} differs from the "
-                                     f"session's {session[key]!r}; resume with the same config "
-                                     "or use a new --state directory")
 
 
 @contextlib.contextmanager
@@ -460,7 +156,7 @@ class Daemon:
                                           history_start=pd.Timestamp(
                                               self.session["history_start"])))
         cerebro.setbroker(store.getbroker(commission_rate=self.session["commission"],
-                                          strategy_id=cfg.strategy_id, journal=self.journal))
+                                          strategy_id=cfg.strategy_id, ledger=self.journal))
         cerebro.addsizer(KellySizer, allocations=self.session["allocations"])
         cerebro.addstrategy(
             EnsembleStrategy, signals=dict.fromkeys(self.session["symbols"], self.signal),

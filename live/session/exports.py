@@ -1,12 +1,14 @@
 """Readable exports of a paper session's journal, and how parity reads the session back.
 
-The journal (:mod:`live.session.journal`) is the record.  At the end of each run the daemon exports:
+The journal (:mod:`live.session.journal`) is the record.  At the end of each run the daemon
+exports:
 
 - ``session.json``: symbols, first decision day, costs, sizing, starting cash and positions,
   final state and equity;
 - ``bars/<SYMBOL>.csv``: every bar the strategy saw, history included, exactly as received;
 - ``decisions.csv``, ``orders.csv`` (every order by ``client_order_id`` with its status and
-  filled quantity), ``equity.csv`` and ``latency.csv`` (appended by every run).
+  filled quantity), ``equity.csv`` and ``latency.csv`` (appended by every run, from
+  :class:`live.session.recorder.LatencyRecorder`).
 
 Each file is written to a temporary name and renamed, so a reader never sees half a file.
 """
@@ -14,13 +16,11 @@ Each file is written to a temporary name and renamed, so a reader never sees hal
 from __future__ import annotations
 
 import sqlite3
-import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import backtrader as bt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -33,44 +33,17 @@ from sizing.config import SizingConfig
 SESSION_FILE = "session.json"
 
 
-class LatencyRecorder(bt.Analyzer):
-    """Milliseconds from a live bar's arrival to the end of the strategy's ``next``.
-
-    Analyzers run after the strategy, so this covers features, the ensemble's inference,
-    sizing and the order submissions of that bar.
-    """
-
-    params = (("live_from", None),)
-
-    def start(self) -> None:
-        self.rows: list[tuple[pd.Timestamp, float]] = []
-
-    def next(self) -> None:
-        now = time.perf_counter()
-        day = pd.Timestamp(bt.num2date(self.strategy.datas[0].datetime[0]).date())
-        if day < pd.Timestamp(self.p.live_from):
-            return
-        arrived = max(d.arrivals.get(day, now) for d in self.strategy.datas)
-        self.rows.append((day, (now - arrived) * 1000.0))
-
-
 def _atomic_csv(path: Path, frame: pd.DataFrame, **kwargs: Any) -> None:
     write_text_atomic(path, frame.to_csv(**kwargs))
 
 
 def journal_frames(journal: Journal) -> dict[str, Any]:
     """Bars per symbol, decisions, orders (filled, rejected, refused) and equity."""
-    db = journal.db
-    bars = pd.read_sql_query("SELECT * FROM bars ORDER BY symbol, date", db,
-                             parse_dates=["date"])
+    bars = journal.bars_frame()
     per_symbol = {str(sym): frame.drop(columns="symbol").set_index("date")
                   for sym, frame in bars.groupby("symbol")}
-    decisions = pd.read_sql_query("SELECT * FROM decisions ORDER BY date, rowid", db)
-    orders = pd.read_sql_query(
-        "SELECT decided, symbol, side, filled_qty AS size, filled_avg_price AS price, status, "
-        "client_order_id, order_id FROM orders ORDER BY rowid", db)
-    equity = pd.read_sql_query("SELECT * FROM equity ORDER BY date", db)
-    return {"bars": per_symbol, "decisions": decisions, "orders": orders, "equity": equity}
+    return {"bars": per_symbol, "decisions": journal.decisions_frame(),
+            "orders": journal.orders_frame(), "equity": journal.equity_frame()}
 
 
 def export_session(folder: Path, journal: Journal, meta: dict[str, Any],

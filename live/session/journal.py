@@ -2,7 +2,9 @@
 
 One file, ``<state>/journal.sqlite``, in WAL mode.  Every write commits before the daemon acts
 on it, so a ``kill -9`` at any point leaves a journal that says what was decided, what was
-sent and what was filled.  Credentials are never written here.
+sent and what was filled.  Credentials are never written here.  Every SQL statement on the
+journal runs in this module: readers (status, the HTTP endpoint, exports, retraining, parity)
+call :class:`Journal` methods, some of which return DataFrames.
 
 A new journal is created with its whole schema in one transaction.  An existing file is
 checked on a read-only connection before anything is written to it: a file that is not a
@@ -28,11 +30,14 @@ Tables (schema version :data:`SCHEMA_VERSION`):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from ensemble_bt.errors import DataError
 from ensemble_bt.jsonio import dumps, loads
@@ -102,6 +107,11 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
 class Journal:
     """The journal of one state directory (see the module docstring).
 
+    It is also the broker's order record: it implements
+    :class:`live.alpaca.ledger.OrderLedger` (``order``, ``record_intent``, ``record_order``,
+    ``record_fill``, ``fill_totals``, ``open_orders``), and the daemon passes it to
+    :class:`~live.alpaca.broker.AlpacaBroker` as ``ledger``.
+
     Parameters
     ----------
     path : pathlib.Path
@@ -161,6 +171,17 @@ class Journal:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Journal]:
+        """One read transaction: every read in the ``with`` block sees the same commit.
+
+        A status read while the daemon writes would otherwise mix two bars (the counts of one,
+        the positions of the next).
+        """
+        self.db.execute("BEGIN")
+        yield self
+        self.db.execute("COMMIT")
 
     def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
         """Run statements in one transaction, committed (and synced) before returning."""
@@ -255,9 +276,6 @@ class Journal:
                               (client_order_id,)).fetchone()
         return float(row[0]), float(row[1])
 
-    def filled_qty(self, client_order_id: str) -> float:
-        return self.fill_totals(client_order_id)[0]
-
     def positions(self) -> dict[str, float]:
         """Net quantity per symbol from the journaled fills."""
         rows = self.db.execute("SELECT symbol, sum(CASE side WHEN 'buy' THEN qty ELSE -qty "
@@ -276,6 +294,12 @@ class Journal:
             statements.append(("INSERT OR REPLACE INTO equity VALUES (?, ?, ?, ?, ?, ?)",
                                equity))
         self._write(statements)
+
+    def decision(self, day: str, symbol: str) -> dict[str, Any] | None:
+        """The decision of ``symbol`` on ``day`` (ISO date), or None."""
+        row = self.db.execute("SELECT * FROM decisions WHERE date = ? AND symbol = ?",
+                              (day, symbol)).fetchone()
+        return None if row is None else dict(row)
 
     def last_decided(self) -> str | None:
         row = self.db.execute("SELECT max(date) FROM decisions").fetchone()
@@ -301,3 +325,42 @@ class Journal:
     def breaker_state(self) -> BreakerState | None:
         row = self.db.execute("SELECT breaker FROM equity ORDER BY date DESC LIMIT 1").fetchone()
         return None if row is None else BreakerState.from_json(row["breaker"])
+
+    # ------------------------------------------------------------ bulk reads
+    def symbol_bars(self, symbol: str, last: str) -> list[tuple]:
+        """``(date, open, high, low, close, volume)`` of ``symbol`` up to ``last``, oldest first.
+
+        Parameters
+        ----------
+        symbol : str
+        last : str
+            ISO date of the last bar included.
+        """
+        rows = self.db.execute("SELECT date, open, high, low, close, volume FROM bars "
+                               "WHERE symbol = ? AND date <= ? ORDER BY date",
+                               (symbol, last)).fetchall()
+        return [tuple(r) for r in rows]
+
+    def bars_frame(self) -> pd.DataFrame:
+        """Every journaled bar, by symbol then date; ``date`` parsed as datetimes."""
+        return pd.read_sql_query("SELECT * FROM bars ORDER BY symbol, date", self.db,
+                                 parse_dates=["date"])
+
+    def decisions_frame(self) -> pd.DataFrame:
+        """Every decision, in the order they were decided."""
+        return pd.read_sql_query("SELECT * FROM decisions ORDER BY date, rowid", self.db)
+
+    def orders_frame(self) -> pd.DataFrame:
+        """Every order as parity and ``orders.csv`` read it: what was decided, and filled.
+
+        Columns ``decided, symbol, side, size`` (the filled quantity), ``price`` (the average
+        fill price), ``status, client_order_id, order_id``, in the order the intents were
+        journaled.
+        """
+        return pd.read_sql_query(
+            "SELECT decided, symbol, side, filled_qty AS size, filled_avg_price AS price, "
+            "status, client_order_id, order_id FROM orders ORDER BY rowid", self.db)
+
+    def equity_frame(self) -> pd.DataFrame:
+        """The account row of every decided bar, oldest first (``breaker`` as JSON text)."""
+        return pd.read_sql_query("SELECT * FROM equity ORDER BY date", self.db)

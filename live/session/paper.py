@@ -11,8 +11,8 @@ A start checks everything before its first write, so a failed start changes noth
 1. offline (:func:`preflight`): no other daemon holds the state directory, the trading
    endpoints are not live money without both opt-ins, the HTTP address, the state directory
    and its journal (read-only), the bundle; then the keys are present;
-2. holding the directory's lock (:func:`live.session.daemon.claim_state`): the ``--http`` port binds
-   and the trading endpoint accepts the keys (:func:`live.session.daemon.first_contact`).
+2. holding the directory's lock (:func:`live.session.lock.claim_state`): the ``--http`` port
+   binds and the trading endpoint accepts the keys (:func:`live.session.startup.first_contact`).
 
 Only then is the journal written.  A failure in step 2 gives the directory back as it was.
 """
@@ -31,47 +31,17 @@ from typing import Any
 import pandas as pd
 
 from ensemble_bt.errors import ConfigurationError
+from live.aiothread import parse_address
 from live.alpaca.keys import credentials_from_env
 from live.alpaca.store import AlpacaStore
-from live.monitor.http import TOKEN_ENV, check_binding, hosts_from_env, parse_address, start_http
+from live.monitor.bearer import TOKEN_ENV, check_binding
+from live.monitor.hostguard import hosts_from_env
+from live.monitor.http import start_http
+from live.session.bundles import FAR_FUTURE, bundle_signal, check_history
 from live.session.config import PaperConfig, check_live
-from live.session.daemon import (
-    FAR_FUTURE,
-    Daemon,
-    check_history,
-    check_resume,
-    claim_state,
-    first_contact,
-    log_file,
-    open_journal,
-    probe_lock,
-    state_session,
-)
-from models.artifacts import MANIFEST, load_bundle, sha256_file, training_end
-from models.features import FEATURE_NAMES
-from models.signal import VintageSignal
-from models.vintages import fixed_vintage
-
-
-def bundle_signal(bundle: str | Path, horizon: int, trade_start: pd.Timestamp,
-                  ) -> tuple[VintageSignal, str]:
-    """The bundle as one vintage predicting from ``trade_start`` on, and its manifest hash.
-
-    Raises
-    ------
-    ConfigurationError
-        ``trade_start`` is not after the bundle's training window (that would be in-sample).
-    """
-    model, manifest = load_bundle(Path(bundle), feature_names=FEATURE_NAMES, horizon=horizon)
-    train_end = training_end(manifest, bundle)
-    if trade_start <= train_end:
-        raise ConfigurationError(
-            f"the session starts {trade_start.date()}, inside the bundle's training window "
-            f"(labels through {train_end.date()}); trade a bundle out of sample only: use a "
-            f"later --from or a bundle trained with an earlier --end")
-    vintage = fixed_vintage(model, manifest, str(bundle), horizon=horizon,
-                            predict_start=trade_start, predict_end=FAR_FUTURE)
-    return VintageSignal([vintage]), sha256_file(Path(bundle) / MANIFEST)
+from live.session.daemon import Daemon, log_file
+from live.session.lock import claim_state, probe_lock
+from live.session.startup import check_resume, first_contact, open_journal, state_session
 
 
 @contextlib.contextmanager

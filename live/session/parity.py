@@ -17,7 +17,7 @@ import pandas as pd
 from backtests.engine import run_strategy
 from ensemble_bt.errors import ConfigurationError
 from ensemble_bt.jsonio import write_json
-from live.session.daemon import journal_signal
+from live.session.bundles import journal_signal
 from live.session.exports import load_session
 from live.session.journal import JOURNAL_FILE, Journal
 from sizing.config import SizingConfig

@@ -1,9 +1,13 @@
-"""``JournalRecorder``: after each bar, commit what the strategy saw and decided.
+"""The daemon's analyzers: what each bar leaves behind.
 
-Runs as a backtrader analyzer, i.e. after ``EnsembleStrategy.next`` for the bar: it journals
-the bar of every feed, that bar's decisions (one per symbol, so a bar is decided once) and the
-account row with the breaker state, in one transaction; then refreshes ``status.json`` and
-gives a finished retraining the chance to swap its bundle in for the next decision.
+Both run as backtrader analyzers, i.e. after ``EnsembleStrategy.next`` for the bar.
+
+- :class:`JournalRecorder` journals the bar of every feed, that bar's decisions (one per
+  symbol, so a bar is decided once) and the account row with the breaker state, in one
+  transaction; then refreshes ``status.json`` and gives a finished retraining the chance to
+  swap its bundle in for the next decision.
+- :class:`LatencyRecorder` times each live bar, from its arrival to the end of the
+  strategy's work on it (``latency.csv``, :func:`live.session.exports.export_session`).
 """
 
 from __future__ import annotations
@@ -82,3 +86,24 @@ class JournalRecorder(bt.Analyzer):
             "bundle": {"id": bundle[0], "path": bundle[1]}, **self.p.status(),
         }
         write_status(Path(self.p.state_dir), status)
+
+
+class LatencyRecorder(bt.Analyzer):
+    """Milliseconds from a live bar's arrival to the end of the strategy's ``next``.
+
+    Analyzers run after the strategy, so this covers features, the ensemble's inference,
+    sizing and the order submissions of that bar.
+    """
+
+    params = (("live_from", None),)
+
+    def start(self) -> None:
+        self.rows: list[tuple[pd.Timestamp, float]] = []
+
+    def next(self) -> None:
+        now = time.perf_counter()
+        day = pd.Timestamp(bt.num2date(self.strategy.datas[0].datetime[0]).date())
+        if day < pd.Timestamp(self.p.live_from):
+            return
+        arrived = max(d.arrivals.get(day, now) for d in self.strategy.datas)
+        self.rows.append((day, (now - arrived) * 1000.0))

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ensemble_bt import jsonio
 from ensemble_bt.errors import BundleError, DataError
+from live.session.journal import Journal
 from models.artifacts import read_manifest
 
 RETRAIN_DIR = "retrain"
@@ -79,7 +80,7 @@ def export_bars(journal_path: Path, symbol: str, csv_path: Path,
     Parameters
     ----------
     journal_path : pathlib.Path
-        The daemon's ``journal.sqlite``; opened read-only.
+        The daemon's ``journal.sqlite``; opened read-only (:class:`~live.session.journal.Journal`).
     symbol : str
         Whose bars to export.
     csv_path : pathlib.Path
@@ -95,20 +96,18 @@ def export_bars(journal_path: Path, symbol: str, csv_path: Path,
     Raises
     ------
     DataError
-        The journal is missing or unreadable.
+        The journal is missing, unreadable or not an ensemble-bt journal.
     """
     journal_path, csv_path = Path(journal_path), Path(csv_path)
     if not journal_path.is_file():
         raise DataError(f"{journal_path}: no journal to export bars from")
     last = "9999-12-31" if end is None else pd.Timestamp(end).date().isoformat()
     try:
-        db = sqlite3.connect(f"{journal_path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        journal = Journal(journal_path, readonly=True)
         try:
-            rows = db.execute("SELECT date, open, high, low, close, volume FROM bars "
-                              "WHERE symbol = ? AND date <= ? ORDER BY date",
-                              (symbol, last)).fetchall()
+            rows = journal.symbol_bars(symbol, last)
         finally:
-            db.close()
+            journal.close()
     except sqlite3.Error as exc:
         raise DataError(f"{journal_path}: cannot read bars ({exc})") from None
     csv_path.parent.mkdir(parents=True, exist_ok=True)
