@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date
-from typing import Any
 
 import backtrader as bt
 import pandas as pd
 
+from models.signal import Signal
 from sizing.config import SizingConfig
 from sizing.decisions import DECISION_FIELDS
 from strategies.analyzers import RunRecorder
@@ -50,11 +50,11 @@ def configure_broker(cerebro: bt.Cerebro, cash: float, commission: float, slippa
     cerebro.broker.set_checksubmit(False)
 
 
-def run_strategy(feeds: Mapping[str, pd.DataFrame], signals: Mapping[str, Any], *,
+def run_strategy(feeds: Mapping[str, pd.DataFrame], signals: Mapping[str, Signal], *,
                  horizon: int, trade_start: date | None, sizing: SizingConfig,
                  cash: float, commission: float, slippage: float,
                  runonce: bool = True, allocations: Mapping[str, float] | None = None) -> dict:
-    """Run :class:`EnsembleStrategy` over the feeds.
+    """Run :class:`EnsembleStrategy` over the feeds, one :class:`models.signal.Signal` each.
 
     ``allocations`` splits equity between feeds (equal when None), as in paper trading.
 

@@ -1,4 +1,9 @@
-"""Results directories: atomic creation and the summary statistics of the contract."""
+"""Results directories: atomic creation, and the one ``summary.json`` of the contract.
+
+A single backtest (:mod:`backtests.runner`) and every cell of a robustness grid
+(:mod:`backtests.robustness.tasks`) summarise a run with :func:`build_summary`, and both
+refuse a run whose leakage audit failed with :func:`raise_on_leakage`.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ensemble_bt import jsonio
-from ensemble_bt.errors import ConfigurationError
+from ensemble_bt.errors import ConfigurationError, LeakageError
 from models import metrics
 
 SUMMARY_KEYS: tuple[str, ...] = (
@@ -28,9 +33,15 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "breaker_trips", "max_gross_leverage", "financing_costs",
     "n_vintages", "leakage_audit", "config_hash", "version",
 )
+#: Columns of a run's per-bar records (``RunRecorder`` and the fast path).
+BAR_COLUMNS: tuple[str, ...] = ("date", "equity", "position_weight", "prediction")
+#: Columns of ``orders.csv``: one row per fill or margin rejection.
+ORDER_COLUMNS: tuple[str, ...] = ("date", "decided", "symbol", "side", "size", "price",
+                                  "commission", "slippage", "notional", "status")
 
 
 def package_version() -> str:
+    """The installed distribution's version (``0+unknown`` from an uninstalled tree)."""
     try:
         return version("ensemble-bt")
     except PackageNotFoundError:  # running from a source tree that is not installed
@@ -114,7 +125,7 @@ def performance(equity: pd.DataFrame, close: pd.Series, actual: pd.Series,
         "buy_hold_return": bh,
         "alpha": strat - bh,
         "cagr": metrics.cagr(strat, equity.index[0], equity.index[-1]),
-        "sharpe": metrics.sharpe_ratio(daily),
+        "sharpe": metrics.annualised_sharpe(daily),
         "sortino": metrics.sortino_ratio(daily),
         "max_drawdown": metrics.max_drawdown(eq),
         "n_trades": int(len(filled)),
@@ -124,3 +135,67 @@ def performance(equity: pd.DataFrame, close: pd.Series, actual: pd.Series,
         "direction_accuracy": metrics.direction_accuracy(pred, actual.to_numpy()),
         "ic": metrics.information_coefficient(pred, actual.to_numpy()),
     }
+
+
+def equity_frame(bars: list[tuple], eval_dates: pd.DatetimeIndex) -> pd.DataFrame:
+    """A run's per-bar records (:data:`BAR_COLUMNS`) on the evaluation dates.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``eval_dates``: ``equity, position_weight, drawdown, prediction``.
+    """
+    frame = pd.DataFrame(bars, columns=list(BAR_COLUMNS))
+    frame["date"] = pd.to_datetime(frame["date"]).dt.normalize()
+    frame = frame.set_index("date").reindex(eval_dates)
+    frame["drawdown"] = metrics.drawdown_series(frame["equity"].to_numpy())
+    return frame[["equity", "position_weight", "drawdown", "prediction"]]
+
+
+def orders_frame(orders: list[dict]) -> pd.DataFrame:
+    """A run's order records as the rows of ``orders.csv`` (:data:`ORDER_COLUMNS`)."""
+    return pd.DataFrame(orders, columns=list(ORDER_COLUMNS))
+
+
+def raise_on_leakage(audit: dict) -> None:
+    """Raise :class:`LeakageError` unless a :func:`models.vintages.leakage_audit` passed.
+
+    A failed audit means the pipeline itself broke causality: a bug, never bad input.
+    """
+    if audit["verdict"] != "pass":
+        raise LeakageError(f"leakage audit failed: {audit['n_violations']} bars, first "
+                           f"{audit['violations'][:1]}; this is a bug, please report it")
+
+
+def build_summary(equity: pd.DataFrame, close: pd.Series, actual: pd.Series,
+                  orders: pd.DataFrame, analysis: dict, *, symbol: str, horizon: int,
+                  n_vintages: int, leakage_audit: str, config_hash: str) -> dict[str, Any]:
+    """The ``summary.json`` of one run, keys in the order of :data:`SUMMARY_KEYS`.
+
+    Parameters
+    ----------
+    equity : pandas.DataFrame
+        :func:`equity_frame` on the evaluation bars; its index gives start, end and bars.
+    close, actual : pandas.Series
+        Closes and the realised forward log return over the horizon, aligned to ``equity``.
+    orders : pandas.DataFrame
+        :func:`orders_frame` of the run.
+    analysis : dict
+        What the engine returned (:func:`backtests.engine.run_strategy`,
+        :func:`backtests.fastpath.run_fast`): its breaker, leverage and financing figures.
+    symbol, horizon, n_vintages, leakage_audit, config_hash
+        The run's identity: symbol, label horizon, vintages, audit verdict, config hash.
+    """
+    summary = {
+        "symbol": symbol, "start": equity.index[0].date().isoformat(),
+        "end": equity.index[-1].date().isoformat(), "bars": int(len(equity)),
+        "horizon": horizon,
+        **performance(equity, close, actual, orders),
+        "breaker_trips": analysis["breaker_trips"],
+        "max_gross_leverage": analysis["max_gross_leverage"],
+        "financing_costs": analysis["financing_costs"],
+        "n_vintages": n_vintages, "leakage_audit": leakage_audit,
+        "config_hash": config_hash, "version": package_version(),
+    }
+    assert tuple(summary) == SUMMARY_KEYS, "summary keys drifted from the contract"
+    return summary

@@ -18,23 +18,23 @@ from backtests.engine import run_strategy
 from backtests.fastpath import fast_inputs, run_fast
 from backtests.report import write_report
 from backtests.results import (
-    SUMMARY_KEYS,
-    package_version,
-    performance,
+    build_summary,
+    equity_frame,
+    orders_frame,
+    raise_on_leakage,
     results_dir,
     write_json,
 )
-from ensemble_bt.errors import ConfigurationError, LeakageError
+from ensemble_bt.errors import ConfigurationError
 from models.artifacts import load_bundle, training_end
 from models.devices import resolve_devices
 from models.features import FEATURE_NAMES, LOOKBACK, build_features
 from models.metrics import (
     direction_accuracy,
-    drawdown_series,
     information_coefficient,
     walk_forward_efficiency,
 )
-from models.signal import VintageSignal
+from models.signal import Signal, VintageSignal
 from models.stacking import StackedEnsemble
 from models.targets import forward_log_return
 from models.vintages import (
@@ -136,44 +136,23 @@ def test_scores(vintage: Vintage, prediction: pd.Series, actual: pd.Series) -> d
             "wfe": walk_forward_efficiency(test_acc, vintage.holdout_dir_acc)}
 
 
-def _equity_frame(bars: list[tuple], eval_dates: pd.DatetimeIndex) -> pd.DataFrame:
-    frame = pd.DataFrame(bars, columns=["date", "equity", "position_weight", "prediction"])
-    frame["date"] = pd.to_datetime(frame["date"]).dt.normalize()
-    frame = frame.set_index("date").reindex(eval_dates)
-    frame["drawdown"] = drawdown_series(frame["equity"].to_numpy())
-    return frame[["equity", "position_weight", "drawdown", "prediction"]]
-
-
 def _write_outputs(folder: Path, cfg: BacktestConfig, ohlcv: pd.DataFrame, period: Period,
                    vintages: list[Vintage], analysis: dict) -> dict:
     dates = ohlcv.index
     eval_dates = dates[period.start:period.end + 1]
-    equity = _equity_frame(analysis["bars"], eval_dates)
-    orders = pd.DataFrame(analysis["orders"], columns=[
-        "date", "decided", "symbol", "side", "size", "price", "commission", "slippage",
-        "notional", "status"])
+    equity = equity_frame(analysis["bars"], eval_dates)
+    orders = orders_frame(analysis["orders"])
     trades = pd.DataFrame(analysis["trades"], columns=[
         "symbol", "open_date", "close_date", "bars", "pnl", "pnl_net", "commission"])
     predicted = equity.index[equity["prediction"].notna()]
     audit = leakage_audit(vintages, predicted, dates, None if cfg.bundle else cfg.embargo)
-    if audit["verdict"] != "pass":
-        raise LeakageError(f"leakage audit failed: {audit['n_violations']} bars, first "
-                           f"{audit['violations'][:1]}; this is a bug, please report it")
+    raise_on_leakage(audit)
     actual = forward_log_return(ohlcv["close"], cfg.horizon).reindex(eval_dates)
     close = ohlcv["close"].reindex(eval_dates)
-
-    summary = {
-        "symbol": ohlcv.attrs.get("symbol", cfg.data), "start": eval_dates[0].date().isoformat(),
-        "end": eval_dates[-1].date().isoformat(), "bars": int(len(eval_dates)),
-        "horizon": cfg.horizon,
-        **performance(equity, close, actual, orders),
-        "breaker_trips": analysis["breaker_trips"],
-        "max_gross_leverage": analysis["max_gross_leverage"],
-        "financing_costs": analysis["financing_costs"],
-        "n_vintages": len(vintages), "leakage_audit": audit["verdict"],
-        "config_hash": cfg.config_hash(), "version": package_version(),
-    }
-    assert tuple(summary) == SUMMARY_KEYS, "summary keys drifted from the contract"
+    summary = build_summary(
+        equity, close, actual, orders, analysis, symbol=ohlcv.attrs.get("symbol", cfg.data),
+        horizon=cfg.horizon, n_vintages=len(vintages), leakage_audit=audit["verdict"],
+        config_hash=cfg.config_hash())
 
     equity.to_csv(folder / "equity.csv", index_label="date", float_format="%.10g")
     orders.to_csv(folder / "orders.csv", index=False)
@@ -228,7 +207,7 @@ def bundle_vintage(ohlcv: pd.DataFrame, cfg: BacktestConfig,
     return vintage, Period(start, end), cfg
 
 
-def simulate_run(cfg: BacktestConfig, ohlcv: pd.DataFrame, signal: VintageSignal, symbol: str,
+def simulate_run(cfg: BacktestConfig, ohlcv: pd.DataFrame, signal: Signal, symbol: str,
                  trade_start: date) -> dict:
     """Trade one symbol on the engine ``cfg.sim`` names; both return the same analysis."""
     if cfg.sim == "fast":

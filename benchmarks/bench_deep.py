@@ -51,7 +51,7 @@ def _ic_rows(tmp: Path) -> list[dict[str, Any]]:
 def _timings(name: str, rounds: int) -> dict[str, Any]:
     import models.learners.deep as deep
     from models.learners.deep import causal_windows
-    from models.learners.gbm import make_learner
+    from models.learners.registry import make_learner
 
     ohlcv = ar1_returns(n=2600, seed=11, phi=0.2)
     X = build_features(ohlcv).to_numpy(np.float64)[300:-1]

@@ -8,6 +8,8 @@ Conventions shared with ``summary.json``:
 - ``max_drawdown`` is negative (-0.35 means a 35 % peak-to-trough loss);
 - a ratio whose denominator vanishes (constant returns, too few observations) is 0.0, so a
   flat strategy reports "no risk-adjusted edge" rather than NaN or infinity;
+  :func:`per_period_sharpe`, the input of the overfitting statistics, is the one exception:
+  there a flat series has no defined Sharpe ratio (NaN);
 - a statistic that is undefined on its inputs (no scorable pairs) is NaN.
 """
 
@@ -28,12 +30,13 @@ DateLike = str | date | datetime | pd.Timestamp | np.datetime64
 DAYS_PER_YEAR = 365.25
 
 __all__ = [
+    "annualised_sharpe",
     "cagr",
     "direction_accuracy",
     "drawdown_series",
     "information_coefficient",
     "max_drawdown",
-    "sharpe_ratio",
+    "per_period_sharpe",
     "sortino_ratio",
     "total_return",
 ]
@@ -124,8 +127,10 @@ def information_coefficient(pred: ArrayLike, actual: ArrayLike) -> float:
 # --------------------------------------------------------------------------- risk-adjusted return
 
 
-def sharpe_ratio(returns: ArrayLike, periods_per_year: float = 252) -> float:
+def annualised_sharpe(returns: ArrayLike, periods_per_year: float = 252) -> float:
     """Annualised Sharpe ratio of per-period returns, with a zero risk-free rate.
+
+    The ``sharpe`` of ``summary.json``.
 
     Parameters
     ----------
@@ -150,6 +155,31 @@ def sharpe_ratio(returns: ArrayLike, periods_per_year: float = 252) -> float:
     if sd == 0.0 or not math.isfinite(sd):
         return 0.0
     return float(r.mean() / sd * math.sqrt(periods_per_year))
+
+
+def per_period_sharpe(returns: ArrayLike) -> float:
+    """Per-period Sharpe ratio, ``mean / std(ddof=1)``, with a zero risk-free rate.
+
+    The Sharpe ratio of the deflated Sharpe ratio and the PBO (:mod:`models.overfitting`):
+    not annualised, and undefined on a flat series, unlike :func:`annualised_sharpe`.
+
+    Parameters
+    ----------
+    returns : array-like of float
+        Per-period returns. Non-finite values are dropped.
+
+    Returns
+    -------
+    float
+        The non-annualised Sharpe ratio; NaN with fewer than two finite returns or zero
+        variance (a flat series has no defined risk-adjusted return).
+    """
+    r = finite_values(returns)
+    # Test constancy exactly: the std of [0.1, 0.1, 0.1] is ~1e-17 in floating point, which
+    # would turn a flat series into a Sharpe ratio of ~1e16.
+    if r.size < 2 or np.ptp(r) == 0:
+        return math.nan
+    return float(r.mean() / r.std(ddof=1))
 
 
 def sortino_ratio(returns: ArrayLike, periods_per_year: float = 252) -> float:

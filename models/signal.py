@@ -1,9 +1,10 @@
 """Signals: what a predictor asks for a bar's prediction, free of any engine.
 
-Following Qlib's split between models and the backtest, a signal is either a set of fitted
-walk-forward vintages (:class:`VintageSignal`) or a precomputed series
-(:class:`SeriesSignal`).  Both answer the same questions with the same numbers, vectorised
-or bar by bar:
+Following Qlib's split between models and the backtest (its ``Signal`` and
+``SignalWCache``), a :class:`Signal` is either a set of fitted walk-forward vintages
+(:class:`VintageSignal`) or a precomputed series (:class:`SeriesSignal`: research, replays,
+benchmarks and the robustness batch's prediction cache).  Both answer the same questions with
+the same numbers, vectorised or bar by bar:
 
 - ``predict_batch(ohlcv)``: every bar at once (the backtester's vectorised path);
 - ``predict_last(window, date)``: the bar at ``date``, given a window of the last ``lookback``
@@ -17,6 +18,7 @@ or bar by bar:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,35 @@ import pandas as pd
 from models import features as feats
 from models.vintages import Vintage
 from models.walkforward import predict_block
+
+
+@runtime_checkable
+class Signal(Protocol):
+    """What :class:`strategies.predictor.EnsemblePredictor` and the fast path read.
+
+    Attributes
+    ----------
+    lookback : int
+        Bars ``predict_last`` needs in its window (0: it reads no bars, ``window`` is None).
+    """
+
+    lookback: int
+
+    def predict_batch(self, ohlcv: pd.DataFrame) -> np.ndarray:
+        """One prediction per bar of ``ohlcv`` (NaN where there is none)."""
+        ...
+
+    def predict_last(self, window: pd.DataFrame | None, date: pd.Timestamp) -> float:
+        """The prediction for ``date``, the last bar of ``window``."""
+        ...
+
+    def prior_batch(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        """The raw win-rate prior of the model that predicts each date."""
+        ...
+
+    def prior_last(self, date: pd.Timestamp) -> float:
+        """The raw win-rate prior at ``date``."""
+        ...
 
 
 class VintageSignal:
@@ -100,23 +131,34 @@ def bars_needed(model: object) -> int:
 
 
 class SeriesSignal:
-    """A precomputed prediction series indexed by date (benchmarks, replays, research).
+    """A precomputed prediction series indexed by date (benchmarks, replays, research, the
+    robustness batch's cached predictions).
 
-    ``prior`` is the win-rate prior reported for every bar (NaN: none, the sizing floor).
+    Parameters
+    ----------
+    predictions : pandas.Series
+        The prediction of each date; dates it lacks predict NaN.
+    prior : float | pandas.Series
+        The raw win-rate prior: one value for every bar, or one per date (dates the series
+        lacks get NaN).  NaN means none: the sizing falls back to its floor.
     """
 
     lookback = 0
 
-    def __init__(self, predictions: pd.Series, prior: float = float("nan")) -> None:
+    def __init__(self, predictions: pd.Series, prior: float | pd.Series = float("nan")) -> None:
         self.predictions = predictions.astype(np.float64)
-        self.prior = float(prior)
+        self.prior = prior.astype(np.float64) if isinstance(prior, pd.Series) else float(prior)
         self._by_date = dict(zip(self.predictions.index, self.predictions.to_numpy(),
                                  strict=True))
 
     def prior_batch(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        if isinstance(self.prior, pd.Series):
+            return self.prior.reindex(dates).to_numpy(dtype=np.float64)
         return np.full(len(dates), self.prior)
 
     def prior_last(self, date: pd.Timestamp) -> float:
+        if isinstance(self.prior, pd.Series):
+            return float(self.prior.get(date, np.nan))
         return self.prior
 
     def predict_batch(self, ohlcv: pd.DataFrame) -> np.ndarray:

@@ -13,16 +13,6 @@ import math
 NAN = float("nan")
 
 
-def kelly_fraction(p_win: float, payoff_ratio: float) -> float:
-    """Kelly's optimal bet fraction ``p - (1 - p) / b`` for win probability ``p``, payoff ``b``.
-
-    Negative when the bet has no edge; ``-inf``-free: a non-positive payoff gives ``-1``.
-    """
-    if payoff_ratio <= 0.0:
-        return -1.0
-    return p_win - (1.0 - p_win) / payoff_ratio
-
-
 def win_rate_prior(holdout_dir_acc: float, train_positive_pct: float, lo: float = 0.50,
                    hi: float = 0.60) -> float:
     """``max(holdout_dir_acc, train_positive_pct)`` clipped to ``[lo, hi]``; NaN inputs ignored."""
@@ -70,7 +60,7 @@ def hybrid_weight(mu: float, sigma: float, p_win: float, payoff: float, max_long
     """
     if mu != mu or sigma != sigma or sigma <= 0.0:
         return 0.0
-    # kelly_fraction, inlined so that numba compiles this function on its own.
+    # Kelly's fraction p - (1 - p) / b; a non-positive payoff is a bet with no edge (-1).
     kelly = p_win - (1.0 - p_win) / payoff if payoff > 0.0 else -1.0
     half = kelly_scale * max(kelly, 0.0)
     half_ref = kelly_scale * (prior_hi - (1.0 - prior_hi))

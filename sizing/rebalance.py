@@ -1,7 +1,7 @@
 """When to trade: the rebalance band and the position limits, as plain scalar functions.
 
 Both are written in the subset of Python that numba compiles, so the fast path
-(``backtests.fastpath``) runs the very same rule as the strategy.
+(``backtests.fastkernel``) runs the very same rule as the strategy.
 """
 
 from __future__ import annotations

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import backtrader as bt
 
-BAR_FIELDS = ("date", "equity", "position_weight", "prediction")
-
 
 class RunRecorder(bt.Analyzer):
     """Records per-bar equity, held weight and prediction, every fill and every closed trade.
 
-    ``get_analysis()`` returns ``{"bars": [...], "orders": [...], "trades": [...]}``; bars are
-    recorded on the first data feed's clock.  The per-bar work stores raw floats only; dates
-    are converted once, in ``get_analysis``.
+    ``get_analysis()`` returns ``{"bars": [...], "orders": [...], "trades": [...]}``; bars
+    (rows of ``backtests.results.BAR_COLUMNS``) are recorded on the first data feed's clock.
+    The per-bar work stores raw floats only; dates are converted once, in ``get_analysis``.
     """
 
     def start(self) -> None:

@@ -42,9 +42,10 @@ class EnsemblePredictor(bt.Indicator):
 
     Parameters
     ----------
-    signal : VintageSignal | SeriesSignal
-        Anything with ``lookback``, ``predict_batch``, ``predict_last``, ``prior_batch`` and
-        ``prior_last`` (see :mod:`models.signal`).
+    signal : models.signal.Signal
+        ``lookback``, ``predict_batch``, ``predict_last``, ``prior_batch`` and
+        ``prior_last``: a :class:`~models.signal.VintageSignal` or a
+        :class:`~models.signal.SeriesSignal`.
     vol_window : int
         Bars in the realised-volatility window.
     """

@@ -44,6 +44,6 @@ class KellySizer(bt.Sizer):
                                    data.close[0], self.allocation(data))
         return target - int(self.strategy.getposition(data).size)
 
-    def _getsizing(self, comminfo, cash, data, isbuy) -> int:  # noqa: ANN001 (bt signature)
+    def _getsizing(self, comminfo, cash, data, isbuy) -> int:
         delta = self.delta_shares(data)
         return max(delta, 0) if isbuy else max(-delta, 0)

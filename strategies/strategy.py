@@ -22,6 +22,7 @@ from strategies.predictor import EnsemblePredictor
 
 
 def breaker_params(cfg: SizingConfig) -> BreakerParams:
+    """The breaker thresholds of a sizing configuration."""
     return BreakerParams(trigger=cfg.drawdown_circuit_breaker,
                          max_position=cfg.drawdown_max_position, reset=cfg.drawdown_reset,
                          halt=cfg.drawdown_halt)
@@ -32,8 +33,8 @@ class EnsembleStrategy(bt.Strategy):
 
     Parameters
     ----------
-    signals : dict[str, signal]
-        One :mod:`models.signal` signal per data name.
+    signals : dict[str, models.signal.Signal]
+        One signal per data name.
     horizon : int
         Label horizon of the signals, to turn predictions into daily returns.
     trade_start : datetime.date | None

@@ -18,33 +18,14 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from tests.conftest import run_cli
 
 #: The longest stderr line a refusal may print (the message plus a quoted value), not
 #: counting the test's own temporary paths.
 MAX_LINE = 500
-
-
-def ensemble_bt() -> list[str]:
-    """The console script of the running interpreter's environment."""
-    script = Path(sys.executable).with_name("ensemble-bt")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "ensemble_bt.cli"]
-
-
-def run_cli(args: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None,
-            timeout: float = 300, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    """Run ``ensemble-bt *args`` in ``cwd`` with the environment ``env`` laid over ours.
-
-    ``APCA_*`` credentials and the live/HTTP opt-ins are removed from the inherited
-    environment, so a developer's own keys never reach a test.
-    """
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("APCA_", "ENSEMBLE_BT_"))}
-    return subprocess.run([*ensemble_bt(), *args], cwd=cwd, env={**base, **(env or {})},
-                          capture_output=True, timeout=timeout, input=stdin)
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -92,7 +73,7 @@ def assert_refused(args: Sequence[str], cwd: Path, *needles: str,
     """
     watch = watch or cwd
     before = snapshot(watch)
-    proc = run_cli(args, cwd, env, timeout)
+    proc = run_cli(*args, cwd=cwd, env=env, timeout=timeout, text=False)
     stderr = proc.stderr.decode("utf-8", "replace")
     lines = stderr.strip().splitlines()
     context = f"ensemble-bt {' '.join(args)}\nstdout: {proc.stdout[-2000:]!r}\nstderr: {stderr}"

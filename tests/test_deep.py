@@ -117,7 +117,7 @@ def test_a_keras_file_replaced_by_another_format_is_refused_naming_it(xy, tmp_pa
     import zipfile
 
     from ensemble_bt.errors import BundleError
-    from models.learners.gbm import learner_class
+    from models.learners.registry import learner_class
 
     make_learner("xlstm", purge=2, seed=1, **SMALL).fit(*xy).save(tmp_path)
     other = io.BytesIO()

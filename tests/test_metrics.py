@@ -11,12 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.metrics import (
+    annualised_sharpe,
     cagr,
     direction_accuracy,
     drawdown_series,
     information_coefficient,
     max_drawdown,
-    sharpe_ratio,
+    per_period_sharpe,
     sortino_ratio,
     total_return,
 )
@@ -106,33 +107,34 @@ def test_ic_is_nan_when_undefined(pred, actual):
 # --------------------------------------------------------------------------- sharpe / sortino
 
 
-def test_sharpe_ratio_by_hand():
+def test_annualised_sharpe_by_hand():
     # mean = 0.02/3; deviations 1/300, -8/300, 7/300 -> var = (1+64+49)/90000/2 = 114/180000
     returns = [0.01, -0.02, 0.03]
     expected = (0.02 / 3) / math.sqrt(114 / 180000) * math.sqrt(252)
 
-    assert sharpe_ratio(returns) == pytest.approx(expected)
-    assert sharpe_ratio(returns) == pytest.approx(4.2053, abs=1e-4)
+    assert annualised_sharpe(returns) == pytest.approx(expected)
+    assert annualised_sharpe(returns) == pytest.approx(4.2053, abs=1e-4)
 
 
 @pytest.mark.parametrize("value", [0.1, 0.013, 1 / 3])
-def test_sharpe_ratio_of_constant_returns_is_zero_despite_rounding(value):
-    assert sharpe_ratio([value] * 3) == 0.0
-    assert sharpe_ratio([value] * 7) == 0.0
+def test_annualised_sharpe_of_constant_returns_is_zero_despite_rounding(value):
+    assert annualised_sharpe([value] * 3) == 0.0
+    assert annualised_sharpe([value] * 7) == 0.0
 
 
-def test_sharpe_ratio_uses_periods_per_year():
+def test_annualised_sharpe_uses_periods_per_year():
     returns = [0.01, -0.02, 0.03]
 
-    assert sharpe_ratio(returns, periods_per_year=12) == pytest.approx(
-        sharpe_ratio(returns, periods_per_year=1) * math.sqrt(12)
+    assert annualised_sharpe(returns, periods_per_year=12) == pytest.approx(
+        annualised_sharpe(returns, periods_per_year=1) * math.sqrt(12)
     )
 
 
-def test_sharpe_ratio_ignores_leading_nan_of_pct_change():
+def test_annualised_sharpe_ignores_leading_nan_of_pct_change():
     equity = pd.Series([100.0, 101.0, 98.98, 101.9494])
 
-    assert sharpe_ratio(equity.pct_change()) == pytest.approx(sharpe_ratio([0.01, -0.02, 0.03]))
+    assert annualised_sharpe(equity.pct_change()) == pytest.approx(
+        annualised_sharpe([0.01, -0.02, 0.03]))
 
 
 @pytest.mark.parametrize(
@@ -140,8 +142,37 @@ def test_sharpe_ratio_ignores_leading_nan_of_pct_change():
     [[], [0.05], [0.01, 0.01, 0.01], [np.nan, np.nan]],
     ids=["empty", "single", "constant", "all-nan"],
 )
-def test_sharpe_ratio_without_dispersion_is_zero(returns):
-    assert sharpe_ratio(returns) == 0.0
+def test_annualised_sharpe_without_dispersion_is_zero(returns):
+    assert annualised_sharpe(returns) == 0.0
+
+
+# --------------------------------------------------------------------------- per-period Sharpe
+
+
+def test_per_period_sharpe_is_the_mean_over_the_sample_std():
+    # mean 0.02, deviations (-0.01, 0.01, -0.03, 0.03): ss = 0.002, var = 0.002 / 3
+    r = [0.01, 0.03, -0.01, 0.05]
+
+    assert per_period_sharpe(r) == pytest.approx(0.02 / math.sqrt(0.002 / 3))
+
+
+def test_per_period_sharpe_drops_nans():
+    assert per_period_sharpe([np.nan, 0.01, 0.03, np.nan, -0.01, 0.05]) == pytest.approx(
+        per_period_sharpe([0.01, 0.03, -0.01, 0.05]))
+
+
+@pytest.mark.parametrize("returns", [[], [0.01], [0.1, 0.1, 0.1], [np.nan, np.nan, 0.2]])
+def test_per_period_sharpe_is_nan_when_undefined(returns):
+    assert math.isnan(per_period_sharpe(returns))
+
+
+def test_the_two_sharpe_ratios_differ_by_the_annualisation_and_on_a_flat_series():
+    returns = [0.01, -0.02, 0.03]
+
+    assert annualised_sharpe(returns) == pytest.approx(
+        per_period_sharpe(returns) * math.sqrt(252))
+    assert annualised_sharpe([0.01] * 5) == 0.0
+    assert math.isnan(per_period_sharpe([0.01] * 5))
 
 
 def test_sortino_ratio_by_hand():

@@ -11,17 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.overfitting import (
+from models.metrics import per_period_sharpe
+from models.overfitting.dsr import (
     EULER_MASCHERONI,
-    PBOResult,
     deflated_sharpe_ratio,
     dsr_from_trials,
     expected_max_sharpe,
-    pbo_cscv,
     probabilistic_sharpe_ratio,
     psr_from_returns,
-    sharpe_ratio,
 )
+from models.overfitting.pbo import PBOResult, pbo_cscv
 
 
 def phi(z: float) -> float:
@@ -34,26 +33,6 @@ def plug_in_moments(r: np.ndarray) -> tuple[float, float]:
     d = r - r.mean()
     m2, m3, m4 = (d**2).mean(), (d**3).mean(), (d**4).mean()
     return m3 / m2**1.5, m4 / m2**2
-
-
-# --------------------------------------------------------------------------- sharpe_ratio
-
-
-def test_sharpe_ratio_is_per_period_mean_over_sample_std():
-    # mean 0.02, deviations (-0.01, 0.01, -0.03, 0.03): ss = 0.002, var = 0.002 / 3
-    r = [0.01, 0.03, -0.01, 0.05]
-
-    assert sharpe_ratio(r) == pytest.approx(0.02 / math.sqrt(0.002 / 3))
-
-
-def test_sharpe_ratio_drops_nans():
-    assert sharpe_ratio([np.nan, 0.01, 0.03, np.nan, -0.01, 0.05]) == pytest.approx(
-        sharpe_ratio([0.01, 0.03, -0.01, 0.05]))
-
-
-@pytest.mark.parametrize("returns", [[], [0.01], [0.1, 0.1, 0.1], [np.nan, np.nan, 0.2]])
-def test_sharpe_ratio_is_nan_when_undefined(returns):
-    assert math.isnan(sharpe_ratio(returns))
 
 
 # --------------------------------------------------------------------------- PSR
@@ -223,7 +202,7 @@ def test_dsr_falls_as_more_trials_are_tried():
 def test_dsr_from_trials_uses_count_and_sample_variance_of_trial_sharpes():
     rng = np.random.default_rng(5)
     best = rng.normal(0.001, 0.01, 750)
-    trial_sharpes = np.array([0.01, -0.02, 0.03, 0.0, 0.05, np.nan, sharpe_ratio(best)])
+    trial_sharpes = np.array([0.01, -0.02, 0.03, 0.0, 0.05, np.nan, per_period_sharpe(best)])
     finite = trial_sharpes[np.isfinite(trial_sharpes)]
     mean = finite.mean()
     variance = ((finite - mean) ** 2).sum() / (finite.size - 1)
@@ -232,14 +211,14 @@ def test_dsr_from_trials_uses_count_and_sample_variance_of_trial_sharpes():
     dsr = dsr_from_trials(best, trial_sharpes)
 
     # the never-traded trial (NaN) counts towards N = 7 but not towards the variance
-    expected = deflated_sharpe_ratio(sharpe_ratio(best), 750, skew, kurt, 7, variance)
+    expected = deflated_sharpe_ratio(per_period_sharpe(best), 750, skew, kurt, 7, variance)
     assert dsr == pytest.approx(expected, rel=1e-12)
 
 
 def test_dsr_from_trials_with_one_trial_is_psr():
     r = np.random.default_rng(6).normal(0.0005, 0.01, 300)
 
-    assert dsr_from_trials(r, [sharpe_ratio(r)]) == pytest.approx(psr_from_returns(r))
+    assert dsr_from_trials(r, [per_period_sharpe(r)]) == pytest.approx(psr_from_returns(r))
 
 
 def test_dsr_from_trials_edge_cases():
@@ -399,8 +378,8 @@ def naive_cscv_logits(perf: np.ndarray, n_splits: int) -> np.ndarray:
         rest = [b for b in range(n_splits) if b not in combo]
         is_rows = perf[np.concatenate([blocks[b] for b in combo])]
         oos_rows = perf[np.concatenate([blocks[b] for b in rest])]
-        best = int(np.argmax([sharpe_ratio(is_rows[:, j]) for j in range(n)]))
-        oos = [sharpe_ratio(oos_rows[:, j]) for j in range(n)]
+        best = int(np.argmax([per_period_sharpe(is_rows[:, j]) for j in range(n)]))
+        oos = [per_period_sharpe(oos_rows[:, j]) for j in range(n)]
         rank = 1 + sorted(oos).index(oos[best])  # continuous data: no ties
         omega = rank / (n + 1)
         logits.append(math.log(omega / (1 - omega)))

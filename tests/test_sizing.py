@@ -8,12 +8,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sizing.breaker import BreakerParams, BreakerState, cap_weight, position_limits, step
+from sizing.breaker import (
+    BreakerParams,
+    BreakerState,
+    breaker_cap,
+    breaker_limits,
+    breaker_step,
+    cap_weight,
+    position_limits,
+    step,
+)
 from sizing.config import SizingConfig
 from sizing.kelly import (
     blend,
     hybrid_weight,
-    kelly_fraction,
     lagged_inputs,
     target_weight,
     win_rate_prior,
@@ -35,10 +43,9 @@ configs = st.builds(
     st.one_of(st.none(), st.floats(0.01, 2.0)))
 
 
-def test_kelly_fraction_of_a_coin_with_even_payoff_is_zero():
-    assert kelly_fraction(0.5, 1.0) == 0.0
-    assert kelly_fraction(0.6, 1.0) == pytest.approx(0.2)
-    assert kelly_fraction(0.4, 2.0) == pytest.approx(0.1)
+def test_a_coin_with_even_payoff_has_no_edge_so_the_weight_is_the_anchor():
+    # Kelly's fraction at p=0.5, b=1 is 0: no confidence, so no tilt away from the bias.
+    assert hybrid_weight(0.01, 0.01, 0.5, 1.0, 1.8, 0.1, 1.3, 0.1, 0.5, 0.05, 0.6, 0.0) == 1.3
 
 
 def test_win_rate_prior_takes_the_larger_statistic_clipped_to_its_band():
@@ -183,11 +190,8 @@ def test_invalid_sizing_parameters_are_refused_naming_the_key(bad):
 @settings(max_examples=100, deadline=None)
 @given(mus, sigmas, probs, payoffs)
 def test_numba_compiles_the_weight_math_to_the_same_numbers(mu, sigma, p, b):
-    import numba
-
     args = (mu, sigma, p, b, 1.8, 0.1, 1.3, 0.1, 0.5, 0.05, 0.6, 0.15)
     assert _compiled_weight()(*args) == pytest.approx(hybrid_weight(*args), rel=1e-12, abs=1e-15)
-    assert numba.njit(kelly_fraction)(p, b) == pytest.approx(kelly_fraction(p, b))
 
 
 _COMPILED = []
@@ -199,6 +203,41 @@ def _compiled_weight():
     if not _COMPILED:
         _COMPILED.append(numba.njit(hybrid_weight))
     return _COMPILED[0]
+
+
+_COMPILED_BREAKER = {}
+
+
+def _compiled(fn):
+    import numba
+
+    if fn.__name__ not in _COMPILED_BREAKER:
+        _COMPILED_BREAKER[fn.__name__] = numba.njit(fn)
+    return _COMPILED_BREAKER[fn.__name__]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(1.0, 200.0), st.booleans(), st.integers(0, 50), st.floats(1.0, 200.0),
+       st.one_of(st.just(math.nan), st.floats(0.3, 0.9)))
+def test_numba_compiles_the_breaker_step_to_the_same_state(high, tripped, trips, equity, halt):
+    args = (high, tripped, trips, equity, 0.25, 0.10, halt)
+    assert _compiled(breaker_step)(*args) == breaker_step(*args)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(-2.0, 2.0), st.floats(-2.0, 2.0), st.booleans(), st.booleans())
+def test_numba_compiles_the_breaker_cap_and_limits_to_the_same_numbers(weight, held, tripped,
+                                                                       halted):
+    assert _compiled(breaker_cap)(weight, held, tripped, halted, 0.6) == breaker_cap(
+        weight, held, tripped, halted, 0.6)
+    assert _compiled(breaker_limits)(tripped, 0.6, 1.8, 0.1) == breaker_limits(
+        tripped, 0.6, 1.8, 0.1)
+
+
+def test_breaker_state_step_is_the_scalar_step():
+    params = BreakerParams(trigger=0.25, max_position=0.6, reset=0.10, halt=0.40)
+    state = step(BreakerState(high_water=100.0, tripped=True, trips=2), 55.0, params)
+    assert state == BreakerState(*breaker_step(100.0, True, 2, 55.0, 0.25, 0.10, 0.40))
 
 
 # --- rebalancing: the band, and limits enforced on both sides --------------------------------

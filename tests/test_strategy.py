@@ -11,7 +11,7 @@ from backtests.config import load_config
 from backtests.engine import make_feed, run_strategy
 from backtests.runner import Period, train_vintages
 from backtests.synthetic import ar1_returns, random_walk
-from models.signal import SeriesSignal, VintageSignal
+from models.signal import SeriesSignal, Signal, VintageSignal
 from sizing.config import SizingConfig
 from strategies.predictor import EnsemblePredictor
 
@@ -44,8 +44,30 @@ def test_vectorised_and_bar_by_bar_predictions_are_identical():
     batch = _capture(ohlcv, signal, runonce=True)
     stream = _capture(ohlcv, signal, runonce=False)
     # Assert
+    assert isinstance(signal, Signal)
     assert np.isfinite(batch[550:, 0]).all() and np.isnan(batch[:550, 0]).all()
     np.testing.assert_allclose(stream, batch, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_a_series_signal_with_a_prior_per_date_streams_what_it_batches():
+    # Arrange: predictions and priors per date, as the robustness batch caches them.
+    ohlcv = random_walk(n=300, seed=4)
+    rng = np.random.default_rng(4)
+    pred = pd.Series(rng.normal(0.0, 0.01, len(ohlcv)), index=ohlcv.index)
+    pred.iloc[:20] = np.nan
+    prior = pd.Series(rng.uniform(0.5, 0.6, len(ohlcv)), index=ohlcv.index)
+    signal = SeriesSignal(pred, prior=prior)
+    # Act
+    batch_pred, batch_prior = signal.predict_batch(ohlcv), signal.prior_batch(ohlcv.index)
+    stream_pred = [signal.predict_last(None, d) for d in ohlcv.index]
+    stream_prior = [signal.prior_last(d) for d in ohlcv.index]
+    # Assert
+    assert isinstance(signal, Signal) and isinstance(SeriesSignal(pred, 0.55), Signal)
+    np.testing.assert_array_equal(batch_pred, stream_pred)
+    np.testing.assert_array_equal(batch_prior, stream_prior)
+    np.testing.assert_array_equal(batch_prior, prior.to_numpy())
+    assert np.isnan(signal.prior_last(ohlcv.index[-1] + pd.Timedelta(days=1)))
+    assert (SeriesSignal(pred, 0.55).prior_batch(ohlcv.index) == 0.55).all()
 
 
 def _signal_with_one_buy(ohlcv: pd.DataFrame, day: int) -> SeriesSignal:

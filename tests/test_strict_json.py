@@ -21,7 +21,7 @@ from backtests.synthetic import ar1_returns, write_csv
 from backtests.train import train_bundle
 from live.session.paper import run_paper
 from live.session.parity import run_parity
-from tests.badinput import run_cli
+from tests.conftest import run_cli
 from tests.test_paper import REPLAY_FROM, TRAIN_END, paper_config
 
 pytestmark = pytest.mark.slow
@@ -77,9 +77,9 @@ def test_every_json_file_of_a_backtest_bundle_paper_session_and_grid_is_strict(r
 
 
 def test_paper_status_prints_strict_json(runs):
-    proc = run_cli(["paper", "status", "--state", str(runs / "paper")], cwd=runs)
+    proc = run_cli("paper", "status", "--state", str(runs / "paper"), cwd=runs)
     assert proc.returncode == 0, proc.stderr
-    assert isinstance(strict_loads(proc.stdout.decode()), dict)
+    assert isinstance(strict_loads(proc.stdout), dict)
 
 
 def test_the_strict_check_itself_refuses_nan_and_infinity(tmp_path):

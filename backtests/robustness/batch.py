@@ -38,12 +38,7 @@ from backtests.robustness.cache import PredictionCache, Predictions, cache_key
 from backtests.robustness.config import RobustnessConfig, Window, load_robustness_config
 from backtests.robustness.executors import LocalExecutor, RayExecutor, make_executor
 from backtests.robustness.report import write_report
-from backtests.robustness.stats import (
-    aggregate,
-    load_overfitting,
-    overfitting,
-    share_beating_buy_hold,
-)
+from backtests.robustness.stats import aggregate, overfitting, share_beating_buy_hold
 from backtests.robustness.tasks import (
     RUN_COLUMNS,
     Cell,
@@ -188,7 +183,7 @@ def _tabulate(cfg: RobustnessConfig, planned: list[Planned], results: list[CellR
 
 def _summary(cfg: RobustnessConfig, runs: pd.DataFrame, returns: list[pd.Series],
              cache: dict, elapsed: float) -> tuple[dict, dict]:
-    stats = overfitting(runs, returns, cfg.pbo_splits, load_overfitting())
+    stats = overfitting(runs, returns, cfg.pbo_splits)
     summary = {
         "n_cells": len(runs),
         "grid": {"data": list(dict.fromkeys(runs["symbol"])),

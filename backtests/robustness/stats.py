@@ -3,42 +3,30 @@
 - Per-symbol, per-cost, per-window and per-sizing means and medians of the cells.
 - ``share_beating_buy_hold_sharpe``: cells whose Sharpe beats buy-and-hold on the same bars.
 - The deflated Sharpe ratio (DSR) of the best cell by Sharpe, deflated by every cell as a
-  trial (``models.overfitting.dsr_from_trials`` on daily returns).
+  trial (:func:`models.overfitting.dsr.dsr_from_trials` on daily returns).
 - The probability of backtest overfitting (PBO, CSCV) per evaluation window, over the daily
   returns of all cells of that window on their common dates, and its mean over windows.
   CSCV cuts the T dates into ``n_splits`` blocks and halves them every possible way, so
   ``n_splits`` must be even and at most T; 16 (the default, C(16, 8) = 12,870 halvings) keeps
   about 47 dates per block in a three-year window.
-
-``models.overfitting`` is imported lazily: without it the DSR and PBO are reported as null.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from loguru import logger
+
+from models.metrics import per_period_sharpe
+from models.overfitting.dsr import dsr_from_trials
+from models.overfitting.pbo import PBOResult, pbo_cscv
 
 AGGREGATES = {"n_cells": ("sharpe", "size"), "mean_sharpe": ("sharpe", "mean"),
               "median_sharpe": ("sharpe", "median"),
               "mean_strategy_return": ("strategy_return", "mean"),
               "mean_alpha": ("alpha", "mean"), "median_alpha": ("alpha", "median")}
-
-
-def load_overfitting() -> ModuleType | None:
-    """``models.overfitting``, or None (logged) while it is not installed."""
-    try:
-        return importlib.import_module("models.overfitting")
-    except ModuleNotFoundError as exc:
-        if exc.name != "models.overfitting":
-            raise
-        logger.warning("models.overfitting is not available: DSR and PBO are reported as null")
-        return None
 
 
 def aggregate(runs: pd.DataFrame, by: str) -> dict[str, dict[str, float]]:
@@ -61,8 +49,7 @@ class Overfitting:
     logits: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def overfitting(runs: pd.DataFrame, returns: list[pd.Series], n_splits: int,
-                module: ModuleType | None) -> Overfitting:
+def overfitting(runs: pd.DataFrame, returns: list[pd.Series], n_splits: int) -> Overfitting:
     """DSR of the best cell and PBO per window.
 
     Parameters
@@ -73,23 +60,18 @@ def overfitting(runs: pd.DataFrame, returns: list[pd.Series], n_splits: int,
         Each cell's daily strategy returns, indexed by date.
     n_splits : int
         CSCV blocks (even); lowered to the largest even number <= the common dates.
-    module : module or None
-        ``models.overfitting``; None reports null statistics.
     """
     best = int(np.argmax(runs["sharpe"].to_numpy()))
     best_cell = {k: _number(runs.iloc[best][k]) for k in ("symbol", "window", "cost", "sizing",
                                                           "sharpe")}
     out: dict[str, Any] = {"dsr": None, "n_trials": len(runs), "best_cell": best_cell,
                            "pbo": {"mean": None, "n_splits": n_splits, "by_window": {}}}
-    if module is None:
-        out["overfitting_note"] = "models.overfitting unavailable"
-        return Overfitting(out)
-    trial_sharpes = np.array([module.sharpe_ratio(r.to_numpy()) for r in returns])
-    out["dsr"] = _number(module.dsr_from_trials(returns[best].to_numpy(), trial_sharpes))
+    trial_sharpes = np.array([per_period_sharpe(r.to_numpy()) for r in returns])
+    out["dsr"] = _number(dsr_from_trials(returns[best].to_numpy(), trial_sharpes))
     logits: dict[str, np.ndarray] = {}
     for window in runs["window"].unique():
         members = np.flatnonzero(runs["window"].to_numpy() == window)
-        result, row = _pbo(module, [returns[i] for i in members], n_splits)
+        result, row = _pbo([returns[i] for i in members], n_splits)
         out["pbo"]["by_window"][str(window)] = row
         if result is not None:
             logits[str(window)] = np.asarray(result.logits, dtype=np.float64)
@@ -98,7 +80,7 @@ def overfitting(runs: pd.DataFrame, returns: list[pd.Series], n_splits: int,
     return Overfitting(out, logits)
 
 
-def _pbo(module: ModuleType, returns: list[pd.Series], n_splits: int) -> tuple[Any, dict]:
+def _pbo(returns: list[pd.Series], n_splits: int) -> tuple[PBOResult | None, dict]:
     matrix = pd.concat(returns, axis=1, join="inner").dropna()
     t, n = matrix.shape
     splits = min(n_splits, t - t % 2)
@@ -107,7 +89,7 @@ def _pbo(module: ModuleType, returns: list[pd.Series], n_splits: int) -> tuple[A
     if n < 2 or splits < 2:
         row["note"] = "PBO needs at least two cells and two common dates"
         return None, row
-    result = module.pbo_cscv(matrix.to_numpy(dtype=np.float64), n_splits=splits)
+    result = pbo_cscv(matrix.to_numpy(dtype=np.float64), n_splits=splits)
     row.update(pbo=_number(result.pbo), n_combinations=int(result.n_combinations))
     return result, row
 

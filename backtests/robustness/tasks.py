@@ -19,21 +19,24 @@ import pandas as pd
 
 from backtests.config import BacktestConfig
 from backtests.fastpath import run_fast
-from backtests.results import SUMMARY_KEYS, package_version, performance
+from backtests.results import (
+    SUMMARY_KEYS,
+    build_summary,
+    equity_frame,
+    orders_frame,
+    raise_on_leakage,
+)
 from backtests.robustness.cache import Predictions
 from backtests.runner import Period, train_vintages
-from ensemble_bt.errors import ConfigurationError, LeakageError
-from models.metrics import sharpe_ratio
-from models.signal import VintageSignal
+from ensemble_bt.errors import ConfigurationError
+from models.metrics import annualised_sharpe
+from models.signal import SeriesSignal, VintageSignal
 from models.targets import forward_log_return
 from models.vintages import leakage_audit
 from sizing.config import SizingConfig
 
 GRID_COLUMNS = ("symbol", "window", "cost", "sizing")
 RUN_COLUMNS = (*GRID_COLUMNS, *(k for k in SUMMARY_KEYS if k != "symbol"), "buy_hold_sharpe")
-ORDER_COLUMNS = ("date", "decided", "symbol", "side", "size", "price", "commission", "slippage",
-                 "notional", "status")
-BAR_COLUMNS = ("date", "equity", "position_weight", "prediction")
 
 
 def train_predictions(ohlcv: pd.DataFrame, start: int, cfg: BacktestConfig) -> Predictions:
@@ -50,36 +53,18 @@ def train_predictions(ohlcv: pd.DataFrame, start: int, cfg: BacktestConfig) -> P
     prior = signal.prior_batch(ohlcv.index)
     eval_dates = ohlcv.index[start:]
     audit = leakage_audit(vintages, eval_dates[np.isfinite(prediction[start:])], ohlcv.index)
-    if audit["verdict"] != "pass":
-        raise LeakageError(f"leakage audit failed: {audit['n_violations']} bars, first "
-                           f"{audit['violations'][:1]}; this is a bug, please report it")
+    raise_on_leakage(audit)
     return Predictions(ohlcv.index, prediction, prior, len(vintages), audit["verdict"])
 
 
-class ArraySignal:
-    """Cached predictions and priors as a :mod:`models.signal` signal (no model, no lookback).
+def cached_signal(predictions: Predictions) -> SeriesSignal:
+    """Cached predictions and priors as a signal, for the backtrader simulator.
 
     The batch and streaming paths look the same arrays up by date, so a cell simulated from
     the cache sees exactly the numbers the vintages produced.
     """
-
-    lookback = 0
-
-    def __init__(self, predictions: Predictions) -> None:
-        self._prediction = pd.Series(predictions.prediction, index=predictions.dates)
-        self._prior = pd.Series(predictions.prior, index=predictions.dates)
-
-    def predict_batch(self, ohlcv: pd.DataFrame) -> np.ndarray:
-        return self._prediction.reindex(ohlcv.index).to_numpy(dtype=np.float64)
-
-    def prior_batch(self, dates: pd.DatetimeIndex) -> np.ndarray:
-        return self._prior.reindex(dates).to_numpy(dtype=np.float64)
-
-    def predict_last(self, window: pd.DataFrame | None, date: pd.Timestamp) -> float:
-        return float(self._prediction.get(date, np.nan))
-
-    def prior_last(self, date: pd.Timestamp) -> float:
-        return float(self._prior.get(date, np.nan))
+    return SeriesSignal(pd.Series(predictions.prediction, index=predictions.dates),
+                        prior=pd.Series(predictions.prior, index=predictions.dates))
 
 
 @dataclass(frozen=True)
@@ -118,7 +103,7 @@ def _simulate_backtrader(group: Group, cell: Cell) -> dict:
     from backtests.engine import run_strategy
 
     return run_strategy(
-        {group.symbol: group.ohlcv}, {group.symbol: ArraySignal(group.predictions)},
+        {group.symbol: group.ohlcv}, {group.symbol: cached_signal(group.predictions)},
         horizon=group.horizon, trade_start=group.ohlcv.index[group.start].date(),
         sizing=cell.sizing, cash=group.cash, commission=cell.cost, slippage=0.0)
 
@@ -167,28 +152,15 @@ def describe_task(fn: Callable[..., Any], args: tuple) -> str:
 
 def summarise(group: Group, cell: Cell, analysis: dict) -> CellResult:
     """The ``runs.csv`` row of one simulated cell: grid keys, then the summary keys."""
-    eval_dates = group.ohlcv.index[group.start:]
-    bars = pd.DataFrame(analysis["bars"], columns=list(BAR_COLUMNS))
-    bars["date"] = pd.to_datetime(bars["date"]).dt.normalize()
-    equity = bars.set_index("date").reindex(eval_dates)
-    orders = pd.DataFrame(analysis["orders"], columns=list(ORDER_COLUMNS))
+    equity = equity_frame(analysis["bars"], group.ohlcv.index[group.start:])
     close = group.ohlcv["close"].iloc[group.start:]
     actual = forward_log_return(group.ohlcv["close"], group.horizon).iloc[group.start:]
-    summary = {
-        "symbol": group.symbol, "start": eval_dates[0].date().isoformat(),
-        "end": eval_dates[-1].date().isoformat(), "bars": int(len(eval_dates)),
-        "horizon": group.horizon,
-        **performance(equity, close, actual, orders),
-        "breaker_trips": analysis["breaker_trips"],
-        "max_gross_leverage": analysis["max_gross_leverage"],
-        "financing_costs": analysis["financing_costs"],
-        "n_vintages": group.predictions.n_vintages,
-        "leakage_audit": group.predictions.leakage_audit,
-        "config_hash": cell.config_hash, "version": package_version(),
-    }
-    assert tuple(summary) == SUMMARY_KEYS, "summary keys drifted from the contract"
+    summary = build_summary(
+        equity, close, actual, orders_frame(analysis["orders"]), analysis,
+        symbol=group.symbol, horizon=group.horizon, n_vintages=group.predictions.n_vintages,
+        leakage_audit=group.predictions.leakage_audit, config_hash=cell.config_hash)
     closes = close.to_numpy(dtype=np.float64)
     row = {**summary, "window": group.window, "cost": cell.cost, "sizing": cell.sizing_label,
-           "buy_hold_sharpe": sharpe_ratio(np.diff(closes) / closes[:-1])}
+           "buy_hold_sharpe": annualised_sharpe(np.diff(closes) / closes[:-1])}
     return CellResult({k: row[k] for k in RUN_COLUMNS},
                       equity["equity"].to_numpy(dtype=np.float64))

@@ -27,8 +27,8 @@ Training discipline (the earlier TF models collapsed to constant one-signed pred
 - **Scaling.** Features are standardised with a StandardScaler fitted on the training head
   only (not the validation tail).  Targets are de-meaned and divided by their std on the
   same rows; the offset and scale are stored and saved, and predictions are mapped back.
-- **Early stopping** on the purged validation tail of :func:`models.learners.gbm.purged_tail_split`,
-  restoring the best epoch's weights.
+- **Early stopping** on the purged validation tail of
+  :func:`models.learners.base.purged_tail_split`, restoring the best epoch's weights.
 - **Collapse monitor.** After training, the std of the predictions on the validation tail is
   compared with the target's (:func:`models.metrics.variance_collapse`); below
   ``collapse_fraction`` the learner sets ``collapsed_ = True`` and logs a warning, and a stack
@@ -37,12 +37,8 @@ Training discipline (the earlier TF models collapsed to constant one-signed pred
   ``tf.config.experimental.enable_op_determinism()``; CPU runs are float32, mixed precision
   (``mixed_float16``) is used only when ``device="cuda"`` and TensorFlow sees a GPU.
 
-Loss: ``mse`` is the default.  On ar1_returns(n=2500, phi=0.2), seeds 11/12/13, trained on
-the first 1500 feature rows and scored on the rest, the out-of-sample IC was (mean of the three
-seeds) lstm 0.132 mse vs 0.115 directional Huber, xlstm 0.137 vs 0.149: a draw within noise,
-but directional Huber early-stopped at epoch 0-1 with validation prediction std only 1-3% of
-the target's (next to the 1% collapse line) and up to 79% one-signed predictions, the very
-failure this module guards against; mse kept 7-17%.
+Loss: ``mse`` is the default; the experiment behind that choice is in benchmarks/RESULTS.md
+("Deep sequence learners", "Loss choice").
 
 Saved as ``<name>.keras`` (Keras' native zip: config + weights, no pickle) plus
 ``<name>.params.json`` (parameters, scaler, target offset and scale, collapse verdict).
