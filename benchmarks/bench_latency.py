@@ -24,9 +24,10 @@ from loguru import logger
 from backtests.config import load_config
 from backtests.datasets import load_dataset
 from backtests.train import train_bundle
+from live.session.bundles import bundle_signal
 from live.session.config import PaperConfig
 from live.session.exports import load_session
-from live.session.paper import bundle_signal, run_paper
+from live.session.paper import run_paper
 
 NAME = "live_latency"
 GOAL_P99_MS = 50.0

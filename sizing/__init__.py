@@ -1,1 +1,1 @@
-"""Sizing and risk math (pure functions, no backtrader) plus thin ``bt.Sizer`` adapters."""
+"""Sizing and risk math: pure functions of explicit inputs, no backtrader (numba where hot)."""

@@ -124,7 +124,7 @@ class AlpacaBroker(bt.broker.BrokerBase):
         self.notifs.append(order.clone())
 
     # ---------------------------------------------------------------------- orders
-    def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,  # noqa: ANN001, PLR0913 (bt signature)
+    def buy(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,
             tradeid=0, oco=None, trailamount=None, trailpercent=None, parent=None,
             transmit=True, histnotify=False, _checksubmit=True, **kwargs) -> bt.Order:
         order = bt.BuyOrder(owner=owner, data=data, size=size, price=price, pricelimit=plimit,
@@ -133,7 +133,7 @@ class AlpacaBroker(bt.broker.BrokerBase):
                             parent=parent, transmit=transmit, histnotify=histnotify)
         return self._submit(order)
 
-    def sell(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,  # noqa: ANN001, PLR0913 (bt signature)
+    def sell(self, owner, data, size, price=None, plimit=None, exectype=None, valid=None,
              tradeid=0, oco=None, trailamount=None, trailpercent=None, parent=None,
              transmit=True, histnotify=False, _checksubmit=True, **kwargs) -> bt.Order:
         order = bt.SellOrder(owner=owner, data=data, size=size, price=price, pricelimit=plimit,

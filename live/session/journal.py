@@ -19,7 +19,7 @@ Tables (schema version :data:`SCHEMA_VERSION`):
 - ``bundles(id, path, manifest_sha256, predict_start, installed_at)``: every bundle the
   session traded, in order; bundle ``k`` predicts from its ``predict_start`` on.
 - ``bars(symbol, date, open, high, low, close, volume)``: every bar the strategy saw.
-- ``decisions(date, symbol, <strategy.DECISION_FIELDS...>, bundle)``: one row per decided
+- ``decisions(date, symbol, <sizing.decisions.DECISION_FIELDS...>, bundle)``: one row per decided
   bar and symbol (primary key), so a bar is decided once.
 - ``orders(client_order_id, order_id, symbol, side, qty, decided, status, filled_qty,
   filled_avg_price, updated)``: the intent is inserted before the order is sent.
