@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test test-fast bench lint clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ $(VENV)/.bench: $(VENV)/.dev
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q
+
+# The loop while working: slow pipelines, TensorFlow, grids and kill tests left out.
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -q -m "not slow"
 
 bench: $(VENV)/.bench
 	$(PY) -m benchmarks.run

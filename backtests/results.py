@@ -169,7 +169,8 @@ def raise_on_leakage(audit: dict) -> None:
 
 def build_summary(equity: pd.DataFrame, close: pd.Series, actual: pd.Series,
                   orders: pd.DataFrame, analysis: dict, *, symbol: str, horizon: int,
-                  n_vintages: int, leakage_audit: str, config_hash: str) -> dict[str, Any]:
+                  n_vintages: int | None, leakage_audit: str | None,
+                  config_hash: str) -> dict[str, Any]:
     """The ``summary.json`` of one run, keys in the order of :data:`SUMMARY_KEYS`.
 
     Parameters
@@ -185,6 +186,8 @@ def build_summary(equity: pd.DataFrame, close: pd.Series, actual: pd.Series,
         :func:`backtests.fastpath.run_fast`): its breaker, leverage and financing figures.
     symbol, horizon, n_vintages, leakage_audit, config_hash
         The run's identity: symbol, label horizon, vintages, audit verdict, config hash.
+        ``n_vintages`` and ``leakage_audit`` are None (``null``) for a user's own signal that
+        is not made of vintages: nothing was audited, and the summary does not claim a pass.
     """
     summary = {
         "symbol": symbol, "start": equity.index[0].date().isoformat(),

@@ -12,7 +12,7 @@ from loguru import logger
 
 from backtests.config import BacktestConfig
 from backtests.datasets import load_dataset
-from backtests.runner import resolve_period, stack_factory, train_vintages
+from backtests.plan import resolve_period, stack_factory, train_vintages
 from ensemble_bt.errors import ConfigurationError
 from models.artifacts import MANIFEST, save_bundle
 from models.features import FEATURE_NAMES, build_features

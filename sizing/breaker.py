@@ -24,6 +24,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from ensemble_bt import jsonio
+from sizing.config import SizingConfig
 
 
 def breaker_step(high_water: float, tripped: bool, trips: int, equity: float, trigger: float,
@@ -127,3 +128,10 @@ def position_limits(state: BreakerState, params: BreakerParams, max_long: float,
                     max_short: float) -> tuple[float, float]:
     """:func:`breaker_limits` on a :class:`BreakerState`."""
     return breaker_limits(state.tripped, params.max_position, max_long, max_short)
+
+
+def breaker_params(cfg: SizingConfig) -> BreakerParams:
+    """The breaker thresholds of a sizing configuration."""
+    return BreakerParams(trigger=cfg.drawdown_circuit_breaker,
+                         max_position=cfg.drawdown_max_position, reset=cfg.drawdown_reset,
+                         halt=cfg.drawdown_halt)

@@ -1,22 +1,57 @@
-"""Analyzers that record what the results directory needs, bar by bar and fill by fill."""
+"""Analyzers that record what the results directory needs, bar by bar and fill by fill.
+
+:class:`RunRecorder` works on any strategy: :class:`~strategies.strategy.EnsembleStrategy`
+and a user's own ``bt.Strategy`` alike (:func:`prediction_reader`), so that
+:func:`backtests.userrun.write_results` can write the results directory of any cerebro run.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import backtrader as bt
+
+from strategies.predictor import EnsemblePredictor
+
+
+def prediction_reader(strategy: bt.Strategy) -> Callable[[], float]:
+    """A function that returns the current bar's prediction of ``strategy``'s first feed.
+
+    In order: the strategy's own ``prediction(data)`` method
+    (:class:`~strategies.strategy.EnsembleStrategy` has one); else the ``prediction`` line of
+    the strategy's :class:`~strategies.predictor.EnsemblePredictor` on its first feed (or of
+    its first one on any feed); else NaN on every bar.
+    """
+    own = getattr(strategy, "prediction", None)
+    first = strategy.datas[0]
+    if callable(own):
+        return lambda: own(first)
+    predictors = [i for i in strategy.getindicators() if isinstance(i, EnsemblePredictor)]
+    predictors.sort(key=lambda p: p.data is not first)  # the first feed's, if there is one
+    if not predictors:
+        return lambda: math.nan
+    line = predictors[0].prediction
+    return lambda: line[0]
+
 
 
 class RunRecorder(bt.Analyzer):
     """Records per-bar equity, held weight and prediction, every fill and every closed trade.
 
-    ``get_analysis()`` returns ``{"bars": [...], "orders": [...], "trades": [...]}``; bars
-    (rows of ``backtests.results.BAR_COLUMNS``) are recorded on the first data feed's clock.
-    The per-bar work stores raw floats only; dates are converted once, in ``get_analysis``.
+    Add it to any cerebro (``cerebro.addanalyzer(RunRecorder)``).  ``get_analysis()`` returns
+    ``{"bars": [...], "orders": [...], "trades": [...]}``; bars (rows of
+    ``backtests.results.BAR_COLUMNS``) are recorded on the first data feed's clock, and their
+    held weight is the net value of every feed's position over the account value.  The
+    prediction comes from :func:`prediction_reader`.  The per-bar work stores raw floats only;
+    dates are converted once, in ``get_analysis``.
     """
 
     def start(self) -> None:
         self._bars: list[tuple[float, float, float, float]] = []
         self._fills: list[tuple] = []
         self.trades: list[dict] = []
+        self._prediction = prediction_reader(self.strategy)
 
     def next(self) -> None:
         strat = self.strategy
@@ -25,7 +60,7 @@ class RunRecorder(bt.Analyzer):
         for d in strat.datas:
             held += strat.getposition(d).size * d.close[0]
         self._bars.append((strat.datas[0].datetime[0], value, held / value if value else 0.0,
-                           strat.prediction(strat.datas[0])))
+                           self._prediction()))
 
     def notify_order(self, order: bt.Order) -> None:
         if order.status == order.Completed:

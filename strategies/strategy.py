@@ -13,19 +13,18 @@ from datetime import date, datetime, time
 import backtrader as bt
 
 from models.targets import check_horizon
-from sizing.breaker import BreakerParams, BreakerState, cap_weight, position_limits, step
+from sizing.breaker import (
+    BreakerState,
+    breaker_params,
+    cap_weight,
+    position_limits,
+    step,
+)
 from sizing.config import SizingConfig
 from sizing.kelly import lagged_inputs, target_weight
 from sizing.lagged import LaggedStats
 from sizing.rebalance import needs_rebalance
 from strategies.predictor import EnsemblePredictor
-
-
-def breaker_params(cfg: SizingConfig) -> BreakerParams:
-    """The breaker thresholds of a sizing configuration."""
-    return BreakerParams(trigger=cfg.drawdown_circuit_breaker,
-                         max_position=cfg.drawdown_max_position, reset=cfg.drawdown_reset,
-                         halt=cfg.drawdown_halt)
 
 
 class EnsembleStrategy(bt.Strategy):

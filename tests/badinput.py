@@ -10,7 +10,8 @@ A refused input must:
 
 Each command's corpus is a parametrised test that builds its inputs under ``tmp_path``, then
 calls :func:`assert_refused`, which snapshots ``tmp_path``, runs the command with ``tmp_path``
-as its working directory and compares.
+as its working directory and compares.  :func:`assert_bad_input` is the shorter check that
+the scenario tests make on a run they started themselves.
 """
 
 from __future__ import annotations
@@ -18,14 +19,37 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Mapping, Sequence
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import run_cli
 
 #: The longest stderr line a refusal may print (the message plus a quoted value), not
 #: counting the test's own temporary paths.
 MAX_LINE = 500
+
+
+def sample(cases: Iterable, *fast: object) -> list:
+    """``cases`` to parametrise over, each marked slow except the ``fast`` sample.
+
+    Every case runs a command of a second or more: ``pytest -m "not slow"`` runs the sample,
+    one or two per command, and the full suite runs them all.  ``fast`` names cases by value
+    (a case name) or, for cases that are tuples of arguments, by position.
+    """
+    cases = list(cases)
+    chosen = {i for i, case in enumerate(cases) if case in fast or i in fast}
+    assert len(chosen) == len(fast), f"not all of {fast} are cases"
+
+    def param(i: int, case: object) -> object:
+        if i in chosen:
+            return case
+        values = case if isinstance(case, tuple) else (case,)
+        return pytest.param(*values, marks=pytest.mark.slow)
+
+    return [param(i, case) for i, case in enumerate(cases)]
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -89,3 +113,15 @@ def assert_refused(args: Sequence[str], cwd: Path, *needles: str,
     changes = _changes(before, snapshot(watch))
     assert not changes, f"the refused run wrote to {watch}: {changes[:10]}\n{context}"
     return line
+
+
+def assert_bad_input(proc: subprocess.CompletedProcess, *needles: str, out: Path) -> None:
+    """Exit 2 and one stderr line holding every needle, no traceback, and ``out`` is missing
+    or empty (no results directory was left behind)."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not out.exists() or not any(out.iterdir()), "a results directory was left behind"

@@ -1,8 +1,10 @@
 """What every test shares: a clean loguru, and one way to run the command line.
 
-The helpers that build inputs (synthetic bars, bundles, sessions) live in the modules that
-own them (``backtests.synthetic``, the test modules' fixtures); this file holds only what
-every test module needs.
+The helpers that build inputs live in the modules that own them: synthetic bars in
+``backtests.synthetic``; the shared trained bundles in tests/bundles.py; paper sessions
+against a sim-server in tests/sessions.py; the bad-input contract in tests/badinput.py.
+The first two are plugins of this file, so their fixtures reach every test module; no test
+module imports from another test module.  This file holds only what every test module needs.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from pathlib import Path
 
 import pytest
 from loguru import logger
+
+pytest.register_assert_rewrite("tests.badinput")  # its asserts report like a test's own
+pytest_plugins = ("tests.bundles", "tests.sessions")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,19 +50,27 @@ def ensemble_bt() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "ensemble_bt.cli"]
 
 
-def run_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None,
-            timeout: float = 600, text: bool = True) -> subprocess.CompletedProcess:
-    """Run ``ensemble-bt *args`` in ``cwd`` as a user would.
+def cli_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without a developer's own settings, ``env`` laid over it.
 
-    ``APCA_*`` credentials and the ``ENSEMBLE_BT_*`` opt-ins are removed from the inherited
-    environment, so a developer's own keys never reach a test; ``env`` is laid over it.
+    ``APCA_*`` credentials, the ``ENSEMBLE_BT_*`` opt-ins and ``RAY_ADDRESS`` are removed, so
+    a developer's keys never reach a test and a grid never joins their Ray cluster.
     """
     base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("APCA_", "ENSEMBLE_BT_"))}
-    return subprocess.run([*ensemble_bt(), *args], cwd=cwd, env={**base, **(env or {})},
+            if not k.startswith(("APCA_", "ENSEMBLE_BT_")) and k != "RAY_ADDRESS"}
+    return {**base, **(env or {})}
+
+
+def run_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None,
+            timeout: float = 600, text: bool = True) -> subprocess.CompletedProcess:
+    """Run ``ensemble-bt *args`` in ``cwd`` as a user would, in :func:`cli_env` ``(env)``."""
+    return subprocess.run([*ensemble_bt(), *args], cwd=cwd, env=cli_env(env),
                           capture_output=True, timeout=timeout, text=text)
 
 
-def popen_cli(args: Sequence[str], **kwargs: object) -> subprocess.Popen:
-    """Start ``ensemble-bt *args`` in the background (servers, daemons)."""
-    return subprocess.Popen([*ensemble_bt(), *args], **kwargs)  # type: ignore[call-overload]
+def popen_cli(args: Sequence[str], *, env: Mapping[str, str] | None = None,
+              **kwargs: object) -> subprocess.Popen:
+    """Start ``ensemble-bt *args`` in the background (servers, daemons), in :func:`cli_env`
+    ``(env)``; ``kwargs`` go to :class:`subprocess.Popen`."""
+    command = [*ensemble_bt(), *args]
+    return subprocess.Popen(command, env=cli_env(env), **kwargs)  # type: ignore[call-overload]

@@ -1,9 +1,9 @@
 """Tampered bundles through the real ``ensemble-bt`` command: exit 2, one line, nothing written.
 
-One small bundle is trained for the module; each case copies it into its working folder,
-tampers with the copy, and runs ``backtest --bundle`` (or ``paper --bundle``) on it with
-:func:`tests.badinput.assert_refused`, which also checks that no results directory, paper
-state or change to the bundle appears.
+The shared planted bundle (tests/bundles.py) is the input; each case copies it into its
+working folder, tampers with the copy, and runs ``backtest --bundle`` (or ``paper --bundle``)
+on it with :func:`tests.badinput.assert_refused`, which also checks that no results
+directory, paper state or change to the bundle appears.
 """
 
 from __future__ import annotations
@@ -17,18 +17,7 @@ from pathlib import Path
 import pytest
 
 from models.artifacts import MANIFEST
-from tests.badinput import assert_refused
-from tests.test_bundles import train_planted, write_planted
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory) -> Path:
-    return write_planted(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def bundle(planted, tmp_path_factory) -> Path:
-    return train_planted(planted, tmp_path_factory.mktemp("bundle") / "bundle")
+from tests.badinput import assert_refused, sample
 
 
 def _manifest(bundle: Path) -> dict:
@@ -102,10 +91,10 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_backtest_of_a_tampered_bundle_is_refused(case, planted, bundle, tmp_path):
+@pytest.mark.parametrize("case", sample(CASES, "stack.json edited and unlisted"))
+def test_backtest_of_a_tampered_bundle_is_refused(case, planted, planted_bundle, tmp_path):
     tamper, needles = CASES[case]
-    copy = Path(shutil.copytree(bundle, tmp_path / "bundle"))
+    copy = Path(shutil.copytree(planted_bundle, tmp_path / "bundle"))
     tamper(copy)
     line = assert_refused(["backtest", "--data", str(planted), "--bundle", str(copy),
                            "--horizon", "1", "--out", str(tmp_path / "results")],
@@ -113,11 +102,12 @@ def test_backtest_of_a_tampered_bundle_is_refused(case, planted, bundle, tmp_pat
     assert str(copy) in line
 
 
-@pytest.mark.parametrize("case", ["stack.json edited and unlisted",
-                                  "xgb.ubj replaced by LightGBM text, hash updated"])
-def test_paper_with_a_tampered_bundle_is_refused(case, planted, bundle, tmp_path):
+@pytest.mark.parametrize("case", sample(["stack.json edited and unlisted",
+                                         "xgb.ubj replaced by LightGBM text, hash updated"],
+                                        "stack.json edited and unlisted"))
+def test_paper_with_a_tampered_bundle_is_refused(case, planted, planted_bundle, tmp_path):
     tamper, needles = CASES[case]
-    copy = Path(shutil.copytree(bundle, tmp_path / "bundle"))
+    copy = Path(shutil.copytree(planted_bundle, tmp_path / "bundle"))
     tamper(copy)
     config = tmp_path / "paper.yaml"
     config.write_text(f"bundle: {copy}\nhorizon: 1\n")

@@ -21,19 +21,10 @@ import pytest
 import yaml
 
 from live.session.journal import JOURNAL_FILE
-from tests.badinput import assert_refused
-from tests.test_daemon import (  # noqa: F401 (the setup fixture)
-    KEY,
-    SECRET,
-    Server,
-    Setup,
-    run_daemon,
-    setup,
-    start_server,
-    write_config,
-)
+from tests.badinput import assert_refused, sample
+from tests.sessions import KEYS as GOOD_KEYS
+from tests.sessions import Server, Setup, run_daemon, start_server, write_config
 
-GOOD_KEYS = {"APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET}
 WRONG_KEYS = {"APCA_API_KEY_ID": "wrong-key", "APCA_API_SECRET_KEY": "wrong-secret"}
 
 
@@ -46,13 +37,13 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(setup, tmp_path_factory) -> Iterator[World]:  # noqa: F811
-    server = start_server(setup)
+def world(daemon_setup, tmp_path_factory) -> Iterator[World]:
+    server = start_server(daemon_setup)
     try:
         tmp = tmp_path_factory.mktemp("bad-paper")
-        config = write_config(setup, server, tmp / "paper.yaml")
+        config = write_config(daemon_setup, server, tmp / "paper.yaml")
         run_daemon(config, tmp / "session", "--max-bars", "3")
-        yield World(setup, server, config, tmp / "session")
+        yield World(daemon_setup, server, config, tmp / "session")
     finally:
         server.stop()
 
@@ -178,12 +169,12 @@ def sizing_key_paper(world: World, tmp: Path) -> Case:
     return Case(paper(world, tmp, state), ("sizing.bogus",), GOOD_KEYS)
 
 
-def foreign_status(world: World, tmp: Path) -> Case:
+def foreign_status(tmp: Path) -> Case:
     return Case(["paper", "status", "--state", str(foreign_state(tmp))],
                 ("not an ensemble-bt journal",))
 
 
-def random_status(world: World, tmp: Path) -> Case:
+def random_status(tmp: Path) -> Case:
     return Case(["paper", "status", "--state", str(random_state(tmp))],
                 ("not a SQLite database",))
 
@@ -193,11 +184,11 @@ def version_status(world: World, tmp: Path) -> Case:
                 ("journal schema 99",))
 
 
-def foreign_parity(world: World, tmp: Path) -> Case:
+def foreign_parity(tmp: Path) -> Case:
     return Case(["parity", str(foreign_state(tmp))], ("not an ensemble-bt journal",))
 
 
-def random_parity(world: World, tmp: Path) -> Case:
+def random_parity(tmp: Path) -> Case:
     return Case(["parity", str(random_state(tmp))], ("not a SQLite database",))
 
 
@@ -218,16 +209,27 @@ def sizing_key_parity(world: World, tmp: Path) -> Case:
 CASES = {f.__name__: f for f in (
     wrong_keys_new, wrong_keys_resume, missing_bundle, invalid_bundle, other_allocations,
     foreign_paper, random_paper, version_paper, sizing_key_paper,
-    foreign_status, random_status, version_status,
-    foreign_parity, random_parity, version_parity, no_trade_start_parity, sizing_key_parity)}
+    version_status,
+    version_parity, no_trade_start_parity, sizing_key_parity)}
+#: The cases whose journal is their own, not a copy of the session's: they need no world.
+WITHOUT_A_SESSION = {f.__name__: f for f in (
+    foreign_status, random_status, foreign_parity, random_parity)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_refused(world, tmp_path, name):
     case = CASES[name](world, tmp_path)
     assert_refused(case.args, tmp_path, *case.needles, env=case.env)
 
 
+@pytest.mark.parametrize("name", sample(WITHOUT_A_SESSION, "random_status", "foreign_parity"))
+def test_refused_without_a_session(tmp_path, name):
+    case = WITHOUT_A_SESSION[name](tmp_path)
+    assert_refused(case.args, tmp_path, *case.needles, env=case.env)
+
+
+@pytest.mark.slow
 def test_refused_http_port_already_bound(world, tmp_path):
     with bound_port() as listener:
         port = listener.getsockname()[1]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from backtests.synthetic import ar1_returns, random_walk, write_csv
-from tests.badinput import assert_refused
+from tests.badinput import assert_refused, sample
 
 # Each case: the flags that replace the valid ones, and substrings of the expected line.
 FLAGS = {
@@ -66,7 +66,7 @@ def _command(root: Path, config: str = "grid.yaml") -> list[str]:
             "--out", str(root / "r"), "--no-progress"]
 
 
-@pytest.mark.parametrize("case", sorted(FLAGS))
+@pytest.mark.parametrize("case", sample(sorted(FLAGS), "cost_negative"))
 def test_bad_flag_is_refused_in_one_line(case, workspace):
     flags, needles = FLAGS[case]
 
@@ -74,7 +74,7 @@ def test_bad_flag_is_refused_in_one_line(case, workspace):
                    *needles)
 
 
-@pytest.mark.parametrize("case", sorted(CONFIGS))
+@pytest.mark.parametrize("case", sample(sorted(CONFIGS), "workers_bool"))
 def test_config_key_of_the_wrong_type_is_refused_in_one_line(case, workspace):
     text, needles = CONFIGS[case]
     (workspace / "bad.yaml").write_text(f"cache_dir: {workspace / 'cache'}\n{text}")

@@ -19,7 +19,7 @@ from backtests.datasets import load_dataset
 from backtests.synthetic import random_walk, write_csv
 from live.sim.snapshot import STATE_FILE, restore_state, state_snapshot
 from live.sim.state import SimState
-from tests.badinput import assert_refused
+from tests.badinput import assert_refused, sample
 
 #: Seconds a refused start may take: imports, loading 30 bars, the refusal.
 TIMEOUT = 120
@@ -57,7 +57,7 @@ def cli(csv: Path, *args: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------- command line
-@pytest.mark.parametrize("args, needles", [
+@pytest.mark.parametrize("args, needles", sample([
     (("--data", "{dir}"), ("a directory",)),
     (("--port", "70000"), ("--port", "70000")),
     (("--cash", "inf"), ("--cash", "inf")),
@@ -67,7 +67,7 @@ def cli(csv: Path, *args: str) -> list[str]:
     (("--host", "not an address"), ("--host", "not an address")),
     (("--host", "http://127.0.0.1"), ("--host",)),
     (("--state", "{csv}"), ("--state", "not a directory")),
-])
+], 1))
 def test_bad_arguments_are_refused(walk_csv, tmp_path, args, needles):
     (tmp_path / "folder").mkdir()
     filled = [a.format(dir=tmp_path / "folder", csv=walk_csv) for a in args]
@@ -75,11 +75,13 @@ def test_bad_arguments_are_refused(walk_csv, tmp_path, args, needles):
     assert_refused(cli(walk_csv, *filled), tmp_path, *needles, timeout=TIMEOUT)
 
 
+@pytest.mark.slow
 def test_a_non_loopback_host_without_keys_is_refused_before_binding(walk_csv, tmp_path):
     assert_refused(cli(walk_csv, "--host", "0.0.0.0"), tmp_path, "--host 0.0.0.0",
                    "APCA_API_KEY_ID", "APCA_API_SECRET_KEY", timeout=TIMEOUT)
 
 
+@pytest.mark.slow
 def test_a_refusal_after_the_state_check_creates_no_state_directory(tmp_path):
     """The state directory is created only once the server listens."""
     args = ["sim-server", "--data", str(tmp_path / "missing.csv"), "--port", "0",
@@ -102,7 +104,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return corrupt
 
 
-@pytest.mark.parametrize("corrupt, needles", [
+@pytest.mark.parametrize("corrupt, needles", sample([
     (_set("positions", [{"qty": 3.0, "cost_basis": 30.0}]), ("positions", "dictionary")),
     (_set("orders", {"first": {}}), ("orders", "list")),
     (_set("orders.0", "an order"), ("orders.0",)),
@@ -114,7 +116,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     (_set("index", -1), ("index", "-1")),
     (_set("index", 10_000), ("index 10000",)),
     (_set("positions.ZZZ", {"qty": 1.0, "cost_basis": 1.0}), ("ZZZ", "not replayed")),
-], ids=["positions-list", "orders-not-list", "order-not-object", "qty-text",
+], 6), ids=["positions-list", "orders-not-list", "order-not-object", "qty-text",
         "order-qty-text", "client-order-id-number", "cash-inf", "cash-null", "index-negative",
         "index-past-the-data", "unknown-symbol"])
 def test_a_malformed_saved_state_is_refused_and_left_untouched(walk_csv, snapshot, tmp_path,
@@ -130,6 +132,7 @@ def test_a_malformed_saved_state_is_refused_and_left_untouched(walk_csv, snapsho
                    "malformed replay state", *needles, timeout=TIMEOUT)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text, needles", [
     ('{"cash": NaN}', ("unreadable", "NaN")),
     ("[1, 2]", ("not a JSON object",)),

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from backtests.config import load_config
-from backtests.runner import Period, train_vintages
+from backtests.plan import Period, train_vintages
 from backtests.synthetic import ar1_returns, random_walk, write_csv
 from backtests.train import GateRefused, train_bundle
 from ensemble_bt.errors import BundleError, ConfigurationError
@@ -20,38 +20,18 @@ from models.features import FEATURE_NAMES, build_features
 from models.learners.base import BundleFiles
 from models.stacking import StackedEnsemble
 from models.walkforward import walk_forward_splits
-from tests.test_cli import assert_bad_input, run_cli
-
-TRAIN = {"horizon": 1, "retrain_every": 252, "end": "2005-12-30"}
-
-
-def write_planted(folder: Path) -> Path:
-    """An AR(1) series with a planted edge, 2000-01-03..2006-11 (1800 business days)."""
-    return write_csv(ar1_returns(n=1800, seed=11), folder / "ar1.csv")
-
-
-def train_planted(data: Path, out: Path) -> Path:
-    """A gated xgb+lgbm bundle on ``data`` up to 2005-12-30, horizon 1 (a few seconds)."""
-    return train_bundle(load_config(None, {"data": str(data), **TRAIN}), out, progress=False)
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory) -> Path:
-    return write_planted(tmp_path_factory.mktemp("d"))
-
-
-@pytest.fixture(scope="module")
-def bundle(planted, tmp_path_factory) -> Path:
-    return train_planted(planted, tmp_path_factory.mktemp("b") / "bundle")
+from tests.badinput import assert_bad_input
+from tests.bundles import TRAIN, train_planted
+from tests.conftest import run_cli
 
 
 @pytest.fixture
-def copy(bundle, tmp_path) -> Path:
-    return Path(shutil.copytree(bundle, tmp_path / "bundle"))
+def copy(planted_bundle, tmp_path) -> Path:
+    return Path(shutil.copytree(planted_bundle, tmp_path / "bundle"))
 
 
-def test_bundle_passes_the_gate_on_planted_signal_and_records_its_manifest(bundle):
-    manifest = json.loads((bundle / MANIFEST).read_text())
+def test_bundle_passes_the_gate_on_planted_signal_and_records_its_manifest(planted_bundle):
+    manifest = json.loads((planted_bundle / MANIFEST).read_text())
     assert manifest["gate"] == {"passed": True, "skipped": False, "reasons": []}
     assert manifest["wfe"] >= 40.0
     assert manifest["feature_names"] == list(FEATURE_NAMES)
@@ -60,11 +40,12 @@ def test_bundle_passes_the_gate_on_planted_signal_and_records_its_manifest(bundl
     assert set(manifest["target_stats"]) == {"train", "holdout"}
     assert manifest["devices"] == {"xgb": "cpu", "lgbm": "cpu"}
     assert set(manifest["libraries"]) >= {"xgboost", "lightgbm", "python"}
-    names = {p.name for p in bundle.iterdir()}
+    names = {p.name for p in planted_bundle.iterdir()}
     assert names == set(manifest["files"]) | {MANIFEST}
     assert not [n for n in names if n.endswith((".pkl", ".pickle", ".joblib"))]
 
 
+@pytest.mark.slow
 def test_bundle_round_trip_predicts_bit_for_bit(planted, tmp_path):
     ohlcv = ar1_returns(n=1800, seed=11)
     X = build_features(ohlcv).to_numpy()[200:]
@@ -76,7 +57,7 @@ def test_bundle_round_trip_predicts_bit_for_bit(planted, tmp_path):
 
 
 def test_loaded_bundle_matches_the_model_that_was_saved(planted, tmp_path):
-    from backtests.runner import stack_factory
+    from backtests.plan import stack_factory
     from models.artifacts import save_bundle
 
     ohlcv = ar1_returns(n=900, seed=2)
@@ -124,18 +105,20 @@ def test_library_version_mismatch_only_warns(copy):
     assert any("xgboost 0.0.1" in m for m in messages)
 
 
-def test_backtest_of_a_bundle_runs_after_its_training_window(planted, bundle, tmp_path):
-    proc = run_cli("backtest", "--data", str(planted), "--bundle", str(bundle), "--horizon", "1",
-                   "--out", str(tmp_path / "r"), "--no-progress", cwd=tmp_path)
+@pytest.mark.slow
+def test_backtest_of_a_bundle_runs_after_its_training_window(planted, planted_bundle, tmp_path):
+    proc = run_cli("backtest", "--data", str(planted), "--bundle", str(planted_bundle),
+                   "--horizon", "1", "--out", str(tmp_path / "r"), "--no-progress", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     folder = Path(proc.stdout.strip().splitlines()[-1])
     summary = json.loads((folder / "summary.json").read_text())
     vintages = json.loads((folder / "vintages.json").read_text())["vintages"]
     assert summary["leakage_audit"] == "pass" and summary["n_vintages"] == 1
     assert summary["start"] > vintages[0]["train_end"]
-    assert vintages[0]["source"] == str(bundle)
+    assert vintages[0]["source"] == str(planted_bundle)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("mutate", "args", "needles"), [
     (lambda b: (b / "lgbm.txt").write_text("tampered"), ["--horizon", "1"], ["sha256"]),
     (lambda b: (b / "stack.json").unlink(), ["--horizon", "1"], ["stack.json", "missing"]),
@@ -149,6 +132,7 @@ def test_bad_bundle_backtest_exits_2_in_one_line(mutate, args, needles, planted,
     assert_bad_input(proc, *needles, out=tmp_path / "r")
 
 
+@pytest.mark.slow
 def test_gate_refuses_a_random_walk_with_the_numbers(tmp_path):
     data = write_csv(random_walk(n=1800, seed=7), tmp_path / "walk.csv")
     cfg = load_config(None, {"data": str(data), **TRAIN})
@@ -158,6 +142,7 @@ def test_gate_refuses_a_random_walk_with_the_numbers(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_skip_gate_trains_anyway_and_says_so_in_the_manifest(tmp_path):
     data = write_csv(random_walk(n=1800, seed=7), tmp_path / "walk.csv")
     proc = run_cli("train", "--data", str(data), "--out", str(tmp_path / "b"), "--horizon", "1",
@@ -167,6 +152,7 @@ def test_skip_gate_trains_anyway_and_says_so_in_the_manifest(tmp_path):
     assert gate["skipped"] and not gate["passed"] and gate["reasons"]
 
 
+@pytest.mark.slow
 def test_retraining_removes_files_of_learners_no_longer_in_the_bundle(planted, copy):
     cfg = load_config(None, {"data": str(planted), **TRAIN, "models": ("xgb",)})
     train_bundle(cfg, copy, skip_gate=True, progress=False)
@@ -200,6 +186,7 @@ def test_walk_forward_folds_leave_purge_and_embargo_before_each_test_block(schem
         assert all(f.train.min() == 0 for f in folds)
 
 
+@pytest.mark.slow
 def test_backtest_of_a_missing_bundle_exits_2_with_the_fix(planted, tmp_path):
     proc = run_cli("backtest", "--data", str(planted), "--bundle", str(tmp_path / "nope"),
                    "--horizon", "1", "--out", str(tmp_path / "r"), cwd=tmp_path)
@@ -218,9 +205,9 @@ def _rehash(bundle: Path, name: str) -> None:
     _edit_manifest(bundle, lambda m: m["files"].__setitem__(name, digest))
 
 
-def test_the_manifest_lists_exactly_the_files_the_model_reads(bundle):
-    manifest = json.loads((bundle / MANIFEST).read_text())
-    state = StackedEnsemble.read_state(BundleFiles(bundle))
+def test_the_manifest_lists_exactly_the_files_the_model_reads(planted_bundle):
+    manifest = json.loads((planted_bundle / MANIFEST).read_text())
+    state = StackedEnsemble.read_state(BundleFiles(planted_bundle))
     assert sorted(StackedEnsemble.files_needed(state)) == sorted(manifest["files"])
 
 
@@ -273,14 +260,14 @@ def test_stack_weights_that_do_not_match_the_learners_are_refused(copy):
         load_bundle(copy)
 
 
-def test_the_model_is_built_from_the_bytes_that_were_verified(bundle, copy):
+def test_the_model_is_built_from_the_bytes_that_were_verified(planted_bundle, copy):
     manifest, files = verify_bundle(copy)
     (copy / "stack.json").write_text("changed after the check")
     (copy / "xgb.ubj").unlink()
     model = StackedEnsemble.from_files(files)
     X = build_features(ar1_returns(n=1800, seed=11)).to_numpy()[200:300]
-    assert np.array_equal(model.predict(X), load_bundle(bundle)[0].predict(X))
-    assert manifest["files"] == json.loads((bundle / MANIFEST).read_text())["files"]
+    assert np.array_equal(model.predict(X), load_bundle(planted_bundle)[0].predict(X))
+    assert manifest["files"] == json.loads((planted_bundle / MANIFEST).read_text())["files"]
 
 
 def test_a_nan_the_trainer_could_not_avoid_is_written_as_null_and_read_back_as_nan(copy):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,25 +10,12 @@ import pytest
 
 from backtests.results import SUMMARY_KEYS
 from backtests.synthetic import random_walk, write_csv
+from tests.badinput import assert_bad_input
+from tests.conftest import run_cli
 
 RESULT_FILES = {"summary.json", "equity.csv", "orders.csv", "trades.csv", "vintages.json",
                 "decisions.csv",
                 "config.yaml", "report.png", "report.html", "leakage_audit.json"}
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ensemble_bt.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-
-
-def assert_bad_input(proc: subprocess.CompletedProcess, *needles: str, out: Path) -> None:
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, proc.stderr
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert not out.exists() or not any(out.iterdir()), "a results directory was left behind"
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +23,7 @@ def good_csv(tmp_path_factory) -> Path:
     return write_csv(random_walk(n=1200, seed=21), tmp_path_factory.mktemp("data") / "walk.csv")
 
 
+@pytest.mark.slow
 def test_backtest_writes_the_contract_results_directory(good_csv, tmp_path):
     out = tmp_path / "results"
     proc = run_cli("backtest", "--data", str(good_csv), "--retrain-every", "252",
@@ -67,6 +53,7 @@ def test_datasets_lists_every_embedded_dataset(tmp_path):
         assert name in proc.stdout
 
 
+@pytest.mark.slow
 def test_unknown_dataset_exits_2_naming_the_choices(tmp_path):
     proc = run_cli("backtest", "--data", "NOPE", "--out", str(tmp_path / "r"), cwd=tmp_path)
     assert_bad_input(proc, "NOPE", "AAPL", out=tmp_path / "r")
@@ -96,6 +83,7 @@ BAD_CSVS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_CSVS))
 def test_bad_csv_exits_2_with_one_line_naming_the_file(case, tmp_path):
     edit, needle = BAD_CSVS[case]
@@ -127,12 +115,14 @@ def test_negative_commission_flag_exits_2_naming_the_flag(good_csv, tmp_path):
     assert_bad_input(proc, "--commission", out=tmp_path / "r")
 
 
+@pytest.mark.slow
 def test_start_after_end_exits_2(tmp_path):
     proc = run_cli("backtest", "--data", "AAPL", "--start", "2010-01-04", "--end", "2009-01-02",
                    "--out", str(tmp_path / "r"), cwd=tmp_path)
     assert_bad_input(proc, "2010-01-04", "2009-01-02", out=tmp_path / "r")
 
 
+@pytest.mark.slow
 def test_start_without_min_train_history_names_the_earliest_valid_start(tmp_path):
     proc = run_cli("backtest", "--data", "AAPL", "--start", "2001-01-02",
                    "--out", str(tmp_path / "r"), cwd=tmp_path)
@@ -161,6 +151,7 @@ def test_invalid_sizing_parameter_exits_2_naming_key_and_range(yaml_text, needle
     assert_bad_input(proc, "sizing.yaml", *needles, out=tmp_path / "r")
 
 
+@pytest.mark.slow
 def test_unwritable_out_folder_exits_2_naming_it(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")

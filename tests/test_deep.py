@@ -25,6 +25,11 @@ from backtests.runner import run_backtest
 from backtests.synthetic import ar1_returns, random_walk, write_csv
 from ensemble_bt.errors import ConfigurationError
 from models.learners.registry import make_learner
+from tests.badinput import assert_bad_input
+from tests.bundles import TRAIN_END
+from tests.capture import capture
+from tests.conftest import run_cli
+from tests.sessions import REPLAY_FROM, paper_config
 
 SMALL = {"epochs": 3, "units": 8, "seq_len": 8}
 
@@ -85,6 +90,7 @@ def test_planted_ar1_signal_is_found_out_of_sample_with_a_deep_learner(deep, tmp
         assert deep in vintage["models"]["learners"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lstm", "xlstm"])
 def test_a_deep_learner_fits_reproducibly_and_round_trips(name, xy, tmp_path):
     _needs_tf()
@@ -111,6 +117,7 @@ def test_a_deep_learner_fits_reproducibly_and_round_trips(name, xy, tmp_path):
     assert loaded.get_params() == est.get_params()
 
 
+@pytest.mark.slow
 def test_a_keras_file_replaced_by_another_format_is_refused_naming_it(xy, tmp_path, capfd):
     _needs_tf()
     import io
@@ -141,6 +148,7 @@ def test_causal_window_of_a_row_never_holds_a_later_row():
     assert (W[:, :, 0] <= np.arange(10)[:, None]).all()
 
 
+@pytest.mark.slow
 def test_learning_rate_zero_is_detected_as_collapse_and_gets_zero_stack_weight(
         xy, monkeypatch, warnings_logged):
     _needs_tf()
@@ -175,14 +183,13 @@ def test_mean_meta_learner_leaves_an_excluded_learner_out_of_the_average():
 
 
 @pytest.fixture(scope="module")
-def deep_bundle(tmp_path_factory) -> tuple[Path, Path]:
-    """``(csv, bundle)``: test_paper.py's replay data and a small lgbm+xlstm bundle on it."""
+def deep_bundle(replay_data, tmp_path_factory) -> tuple[Path, Path]:
+    """``(csv, bundle)``: the shared replay data's AAA and a small lgbm+xlstm bundle on it."""
     _needs_tf()
     from backtests.train import train_bundle
-    from tests.test_paper import TRAIN_END
 
     folder = tmp_path_factory.mktemp("deep-bundle")
-    csv = write_csv(ar1_returns(n=1800, seed=11), folder / "AAA.csv")
+    csv = replay_data["AAA"]
     cfg = load_config(None, {"data": str(csv), "horizon": 1, "min_train": 500,
                              "retrain_every": 900, "end": TRAIN_END,
                              "models": ["lgbm", "xlstm"], "stack": {"n_folds": 1},
@@ -190,6 +197,7 @@ def deep_bundle(tmp_path_factory) -> tuple[Path, Path]:
     return csv, train_bundle(cfg, folder / "bundle", skip_gate=True, progress=False)
 
 
+@pytest.mark.slow
 def test_bundle_with_a_deep_learner_round_trips_on_cpu(deep_bundle):
     from backtests.datasets import load_dataset
     from models.artifacts import load_bundle
@@ -222,17 +230,17 @@ def _bundle_signal(csv: Path, bundle: Path):
     return ohlcv, model, VintageSignal([vintage]), int(ohlcv.index.get_loc(start))
 
 
+@pytest.mark.slow
 def test_a_deep_bundle_predicts_bar_by_bar_what_it_predicts_in_a_batch(deep_bundle):
     from models.features import LOOKBACK, build_features
     from models.walkforward import predict_block
-    from tests.test_strategy import _capture
 
     ohlcv, model, signal, lo = _bundle_signal(*deep_bundle)
     ctx = SMALL["seq_len"] - 1
     assert model.context_rows == ctx and signal.lookback == LOOKBACK + ctx
     # Act: backtrader's vectorised pass and its bar-by-bar pass (the live path's)
-    batch = _capture(ohlcv, signal, runonce=True)[:, 0]
-    stream = _capture(ohlcv, signal, runonce=False)[:, 0]
+    batch = capture(ohlcv, signal, runonce=True)[:, 0]
+    stream = capture(ohlcv, signal, runonce=False)[:, 0]
     # Assert: equal up to float32 kernel rounding (batch vs one-row inference)
     assert np.isfinite(batch[lo:]).all() and np.isnan(batch[:lo]).all()
     np.testing.assert_allclose(stream, batch, rtol=0, atol=1e-6 * np.std(batch[lo:]),
@@ -247,10 +255,10 @@ def test_a_deep_bundle_predicts_bar_by_bar_what_it_predicts_in_a_batch(deep_bund
     assert with_history == pytest.approx(xlstm.predict(X[lo - ctx:lo + ctx])[ctx:], rel=1e-9)
 
 
+@pytest.mark.slow
 def test_a_deep_bundle_paper_trades_in_parity_with_the_backtest(deep_bundle, tmp_path):
     from live.session.paper import run_paper
     from live.session.parity import run_parity
-    from tests.test_paper import REPLAY_FROM, paper_config
 
     csv, bundle = deep_bundle
     folder = run_paper(paper_config(bundle), replay=[str(csv)],
@@ -267,11 +275,9 @@ def test_a_deep_bundle_paper_trades_in_parity_with_the_backtest(deep_bundle, tmp
                                atol=1e-6 * batch.std())
 
 
+@pytest.mark.slow
 def test_a_bundle_reading_more_history_than_the_session_backfills_exits_2(deep_bundle,
                                                                           tmp_path):
-    from tests.test_cli import assert_bad_input, run_cli
-    from tests.test_paper import REPLAY_FROM
-
     csv, bundle = deep_bundle
     config = tmp_path / "paper.yaml"
     config.write_text(f"bundle: {bundle}\nhorizon: 1\nhistory_days: 150\n")
@@ -288,12 +294,8 @@ def test_without_tensorflow_a_deep_model_exits_2_with_the_extra_to_install(
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     monkeypatch.setitem(sys.modules, "keras", None)
     csv = write_csv(random_walk(n=600, seed=1), tmp_path / "walk.csv")
-    try:
-        code = main(["backtest", "--data", str(csv), "--models", "xgb,lgbm,lstm",
-                     "--out", str(tmp_path / "out")])
-    finally:
-        logger.remove()
-        logger.add(sys.stderr)
+    code = main(["backtest", "--data", str(csv), "--models", "xgb,lgbm,lstm",
+                 "--out", str(tmp_path / "out")])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(lines) == 1 and "install ensemble-bt[deep]" in lines[0]
@@ -303,8 +305,8 @@ def test_without_tensorflow_a_deep_model_exits_2_with_the_extra_to_install(
 
 
 def test_deep_hyperparameters_come_from_the_config_and_key_the_prediction_cache():
+    from backtests.plan import stack_factory
     from backtests.robustness.config import prediction_hash
-    from backtests.runner import stack_factory
 
     cfg = load_config(None, {"models": ["xgb", "xlstm"], "device": "cpu",
                              "deep": {"seq_len": 8, "units": 4, "loss": "directional_huber"}})

@@ -20,7 +20,7 @@ from backtests.engine import run_strategy
 from backtests.fastpath import fast_inputs, run_fast
 from backtests.synthetic import ar1_returns, noisy_foresight, ohlcv_from_returns, write_csv
 from sizing.config import SizingConfig
-from tests.test_cli import run_cli
+from tests.conftest import run_cli
 
 COSTS = (0.0, 0.0005, 0.0025)  # per side, as commission and as slippage each
 
@@ -160,6 +160,7 @@ def test_buys_rejected_for_margin_are_rejected_identically():
     np.testing.assert_array_equal(_column(pair.fast, 1), _column(pair.reference, 1))
 
 
+@pytest.mark.slow
 def test_backtest_sim_fast_writes_the_summary_backtrader_writes(tmp_path):
     csv = write_csv(ar1_returns(n=1200), tmp_path / "ar1.csv")
     summaries = {}

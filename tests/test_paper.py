@@ -9,11 +9,7 @@ import pandas as pd
 import pytest
 from aiohttp import web
 
-from backtests.config import load_config
 from backtests.datasets import load_dataset
-from backtests.synthetic import ar1_returns, write_csv
-from backtests.train import train_bundle
-from live.session.config import PaperConfig
 from live.session.exports import load_session
 from live.session.journal import JOURNAL_FILE, Journal
 from live.session.paper import run_paper
@@ -21,37 +17,16 @@ from live.session.parity import run_parity
 from live.session.retrain import RetrainConfig
 from live.sim import server as sim_server
 from live.sim.faults import SimFaults
-from tests.test_cli import assert_bad_input, run_cli
+from tests.badinput import assert_bad_input
+from tests.conftest import run_cli
+from tests.sessions import REPLAY_FROM, paper_config
 
-TRAIN_END = "2004-12-31"
-REPLAY_FROM = "2005-06-01"
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("paper-data")
-    return {"AAA": write_csv(ar1_returns(n=1800, seed=11), folder / "AAA.csv"),
-            "BBB": write_csv(ar1_returns(n=1800, seed=12), folder / "BBB.csv")}
+pytestmark = pytest.mark.slow  # every case replays a session, or runs the command, for seconds
 
 
-@pytest.fixture(scope="module")
-def bundle(data, tmp_path_factory) -> Path:
-    cfg = load_config(None, {"data": str(data["AAA"]), "horizon": 1, "retrain_every": 252,
-                             "end": TRAIN_END})
-    return train_bundle(cfg, tmp_path_factory.mktemp("paper-bundle") / "bundle", progress=False)
-
-
-def paper_config(bundle: Path, **alpaca) -> PaperConfig:
-    return PaperConfig.model_validate({
-        "bundle": str(bundle), "horizon": 1, "commission": 0.0005, "slippage": 0.0005,
-        "alpaca": {"rest_retry_wait": 0.01, **alpaca},
-        "sizing": {"max_long": 0.95, "max_short": 0.0, "base_long_bias": 0.8,
-                   "rebalance_band": 0.02, "margin_rate": 0.0, "short_borrow_rate": 0.0}})
-
-
-def replay(data, bundle, tmp_path, symbols=("AAA",), bars=40, **server) -> Path:
-    cfg = paper_config(bundle)
-    return run_paper(cfg, replay=[str(data[s]) for s in symbols],
+def replay(replay_data, replay_bundle, tmp_path, symbols=("AAA",), bars=40, **server) -> Path:
+    cfg = paper_config(replay_bundle)
+    return run_paper(cfg, replay=[str(replay_data[s]) for s in symbols],
                      replay_from=pd.Timestamp(REPLAY_FROM).date(), max_bars=bars,
                      state=tmp_path / "state", **server)
 
@@ -69,12 +44,12 @@ def assert_bars_exact(folder: Path, source: Path, symbol: str) -> pd.DataFrame:
     return seen
 
 
-def test_parity_over_250_replayed_bars(data, bundle, tmp_path):
-    folder = replay(data, bundle, tmp_path, bars=260)
+def test_parity_over_250_replayed_bars(replay_data, replay_bundle, tmp_path):
+    folder = replay(replay_data, replay_bundle, tmp_path, bars=260)
     session = load_session(folder)
     assert len(session.equity) == 261  # decided: the start bar plus 260 new ones
     assert session.meta["trade_start"] == REPLAY_FROM
-    seen = assert_bars_exact(folder, data["AAA"], "AAA")
+    seen = assert_bars_exact(folder, replay_data["AAA"], "AAA")
     assert seen.index[-1] > pd.Timestamp(REPLAY_FROM) + pd.Timedelta(days=360)
     assert len(session.orders) >= 10, "the planted signal should trade"
     decided_last = session.orders["decided"] == seen.index[-1].date().isoformat()
@@ -90,11 +65,13 @@ def test_parity_over_250_replayed_bars(data, bundle, tmp_path):
     assert len(latency) == 261 and (latency["latency_ms"] >= 0).all()
 
 
-def test_two_symbols_with_partial_fills_count_each_fill_once(data, bundle, tmp_path):
-    folder = replay(data, bundle, tmp_path, symbols=("AAA", "BBB"), bars=60, partial_fills=True)
+def test_two_symbols_with_partial_fills_count_each_fill_once(replay_data, replay_bundle,
+                                                             tmp_path):
+    folder = replay(replay_data, replay_bundle, tmp_path, symbols=("AAA", "BBB"), bars=60,
+                    partial_fills=True)
     session = load_session(folder)
     assert set(session.bars) == {"AAA", "BBB"}
-    assert_bars_exact(folder, data["BBB"], "BBB")
+    assert_bars_exact(folder, replay_data["BBB"], "BBB")
     decisions = pd.read_csv(folder / "decisions.csv")
     assert decisions.groupby("date")["symbol"].nunique().eq(2).all()
     assert {"AAA", "BBB"} <= set(session.orders["symbol"])
@@ -102,22 +79,25 @@ def test_two_symbols_with_partial_fills_count_each_fill_once(data, bundle, tmp_p
     assert report.identical, report.differences
 
 
-def test_a_dropped_stream_is_backfilled_with_no_missed_or_repeated_bar(data, bundle,
-                                                                       tmp_path):
-    folder = replay(data, bundle, tmp_path, bars=30, faults=SimFaults(drop_stream_after=10))
-    assert_bars_exact(folder, data["AAA"], "AAA")
+def test_a_dropped_stream_is_backfilled_with_no_missed_or_repeated_bar(replay_data,
+                                                                       replay_bundle, tmp_path):
+    folder = replay(replay_data, replay_bundle, tmp_path, bars=30,
+                    faults=SimFaults(drop_stream_after=10))
+    assert_bars_exact(folder, replay_data["AAA"], "AAA")
     assert len(load_session(folder).equity) == 31
     assert run_parity(folder).identical
 
 
-def test_rate_limited_rest_is_retried_and_changes_nothing(data, bundle, tmp_path):
-    folder = replay(data, bundle, tmp_path, bars=30,
+def test_rate_limited_rest_is_retried_and_changes_nothing(replay_data, replay_bundle, tmp_path):
+    folder = replay(replay_data, replay_bundle, tmp_path, bars=30,
                     faults=SimFaults(error_rate=0.3, error_status=429, seed=3))
     assert run_parity(folder).identical
 
 
-def test_rejected_orders_break_parity_and_the_command_says_where(data, bundle, tmp_path):
-    folder = replay(data, bundle, tmp_path, bars=60, faults=SimFaults(reject_every=2))
+def test_rejected_orders_break_parity_and_the_command_says_where(replay_data, replay_bundle,
+                                                                 tmp_path):
+    folder = replay(replay_data, replay_bundle, tmp_path, bars=60,
+                    faults=SimFaults(reject_every=2))
     orders = load_session(folder).orders
     assert "rejected" in set(orders["status"])
     result = run_cli("parity", str(folder), cwd=tmp_path)
@@ -126,10 +106,10 @@ def test_rejected_orders_break_parity_and_the_command_says_where(data, bundle, t
     assert "order " in result.stdout and "paper" in result.stdout
 
 
-def test_paper_and_parity_commands_end_to_end(data, bundle, tmp_path):
+def test_paper_and_parity_commands_end_to_end(replay_data, replay_bundle, tmp_path):
     config = tmp_path / "paper.yaml"
-    config.write_text(f"bundle: {bundle}\nhorizon: 1\nalpaca:\n  rest_retry_wait: 0.01\n")
-    result = run_cli("paper", "--config", str(config), "--replay", str(data["AAA"]),
+    config.write_text(f"bundle: {replay_bundle}\nhorizon: 1\nalpaca:\n  rest_retry_wait: 0.01\n")
+    result = run_cli("paper", "--config", str(config), "--replay", str(replay_data["AAA"]),
                      "--from", REPLAY_FROM, "--max-bars", "20", "--state", str(tmp_path / "s"),
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -140,11 +120,12 @@ def test_paper_and_parity_commands_end_to_end(data, bundle, tmp_path):
     assert "parity: identical" in parity.stdout
 
 
-def test_paper_bad_input_exits_2_with_one_line(data, bundle, tmp_path, monkeypatch):
+def test_paper_bad_input_exits_2_with_one_line(replay_data, replay_bundle, tmp_path,
+                                               monkeypatch):
     config = tmp_path / "paper.yaml"
-    config.write_text(f"bundle: {bundle}\nhorizon: 1\n")
+    config.write_text(f"bundle: {replay_bundle}\nhorizon: 1\n")
     state = tmp_path / "s"
-    replay_args = ["--replay", str(data["AAA"]), "--state", str(state)]
+    replay_args = ["--replay", str(replay_data["AAA"]), "--state", str(state)]
 
     def bad(*args: str, needle: str) -> None:
         assert_bad_input(run_cli("paper", *args, cwd=tmp_path), needle, out=state)
@@ -152,7 +133,7 @@ def test_paper_bad_input_exits_2_with_one_line(data, bundle, tmp_path, monkeypat
     bad("--config", str(config), *replay_args, "--from", "2004-06-01", needle="training window")
     bad("--config", str(config), *replay_args, "--from", "2030-01-01", needle="2030-01-01")
     bad("--config", str(tmp_path / "nope.yaml"), *replay_args, needle="not found")
-    (tmp_path / "bad.yaml").write_text(f"bundle: {bundle}\nleverage: 3\n")
+    (tmp_path / "bad.yaml").write_text(f"bundle: {replay_bundle}\nleverage: 3\n")
     bad("--config", str(tmp_path / "bad.yaml"), *replay_args, needle="unknown key")
     bad("--config", str(config), "--bundle", str(tmp_path / "missing"), *replay_args,
         needle="missing")
@@ -160,8 +141,9 @@ def test_paper_bad_input_exits_2_with_one_line(data, bundle, tmp_path, monkeypat
     used = tmp_path / "used"
     used.mkdir()
     (used / "session.json").write_text("{}")
-    assert_bad_input(run_cli("paper", "--config", str(config), "--replay", str(data["AAA"]),
-                             "--from", REPLAY_FROM, "--state", str(used), cwd=tmp_path),
+    assert_bad_input(run_cli("paper", "--config", str(config), "--replay",
+                             str(replay_data["AAA"]), "--from", REPLAY_FROM, "--state",
+                             str(used), cwd=tmp_path),
                      "holds no journal", out=state)
     bad("--config", str(config), "--max-bars", "0", *replay_args, needle="--max-bars")
     monkeypatch.delenv("APCA_API_KEY_ID", raising=False)
@@ -171,7 +153,8 @@ def test_paper_bad_input_exits_2_with_one_line(data, bundle, tmp_path, monkeypat
                      "not a paper-session directory", out=state)
 
 
-def test_no_rest_call_per_bar_except_order_submission(data, bundle, tmp_path, monkeypatch):
+def test_no_rest_call_per_bar_except_order_submission(replay_data, replay_bundle, tmp_path,
+                                                      monkeypatch):
     calls: list[tuple[str, str]] = []
 
     @web.middleware
@@ -187,7 +170,7 @@ def test_no_rest_call_per_bar_except_order_submission(data, bundle, tmp_path, mo
         return app
 
     monkeypatch.setattr(sim_server, "build_app", counting_build)
-    folder = replay(data, bundle, tmp_path, bars=40)
+    folder = replay(replay_data, replay_bundle, tmp_path, bars=40)
     rest = [c for c in calls if not c[1].startswith(("/sim/", "/stream", "/v2/iex"))]
     orders = [c for c in rest if c == ("POST", "/v2/orders")]
     assert len(orders) == len(load_session(folder).orders) > 0
@@ -199,14 +182,14 @@ def test_no_rest_call_per_bar_except_order_submission(data, bundle, tmp_path, mo
     assert sum(1 for c in calls if c[1] == "/sim/advance") == 40
 
 
-def test_scheduled_retraining_swaps_a_gated_bundle_in_and_parity_follows(data, bundle,
-                                                                        tmp_path):
+def test_scheduled_retraining_swaps_a_gated_bundle_in_and_parity_follows(replay_data,
+                                                                        replay_bundle, tmp_path):
     train = tmp_path / "train.yaml"
     train.write_text("min_train: 400\nretrain_every: 100\n")
-    cfg = paper_config(bundle).model_copy(update={
+    cfg = paper_config(replay_bundle).model_copy(update={
         "history_days": 1000,
         "retrain": RetrainConfig(every_days=30, min_bars=300, config=str(train))})
-    folder = run_paper(cfg, replay=[str(data["AAA"])],
+    folder = run_paper(cfg, replay=[str(replay_data["AAA"])],
                        replay_from=pd.Timestamp(REPLAY_FROM).date(), max_bars=60,
                        state=tmp_path / "state")
     journal = Journal(folder / JOURNAL_FILE, readonly=True)

@@ -24,21 +24,16 @@ from live.session.journal import JOURNAL_FILE, SCHEMA_VERSION, Journal
 from live.session.lock import LOCK_FILE, claim_state, probe_lock
 from live.session.startup import state_session
 from tests.badinput import assert_refused
-from tests.test_daemon import (  # noqa: F401 (fixtures)
-    KEY,
-    SECRET,
+from tests.sessions import (
+    KEYS,
     decided,
     outcome,
     run_daemon,
-    server_factory,
     server_positions,
-    setup,
     start_daemon,
     wait_decided,
     write_config,
 )
-
-KEYS = {"APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET}
 
 
 # ------------------------------------------------------------------ endpoint rule
@@ -180,6 +175,7 @@ def live_config(tmp_path: Path, **extra) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("allow_live", "environ"), [
     (False, {}), (True, {}), (False, {LIVE_ENV: "1"})])
 def test_real_money_is_refused_before_any_connection(tmp_path, allow_live, environ):
@@ -190,6 +186,7 @@ def test_real_money_is_refused_before_any_connection(tmp_path, allow_live, envir
     assert "live-money" in line
 
 
+@pytest.mark.slow
 def test_both_opt_ins_pass_the_live_check(tmp_path):
     config = live_config(tmp_path, allow_live="true")
     # The next check (the bundle) refuses: the live check passed without any connection.
@@ -330,10 +327,11 @@ def test_no_session_at_all_is_a_data_error():
 
 
 # ------------------------------------------------------- one daemon per directory
+@pytest.mark.slow
 def test_a_second_daemon_is_refused_and_a_restart_after_kill_9_resumes(
-        setup, server_factory, tmp_path):  # noqa: F811
+        daemon_setup, server_factory, tmp_path):
     server = server_factory()
-    config = write_config(setup, server, tmp_path / "paper.yaml")
+    config = write_config(daemon_setup, server, tmp_path / "paper.yaml")
     state = tmp_path / "state"
     first = start_daemon(config, state)
     try:

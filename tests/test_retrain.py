@@ -154,6 +154,7 @@ def test_start_skips_with_fewer_than_min_bars(tmp_path, fake_python):
     assert not retrainer.due(pd.Timestamp("2030-01-01"))  # the attempt counts as a start
 
 
+@pytest.mark.slow
 def test_background_train_produces_a_loadable_bundle_within_the_window(trained):
     bundle = trained["bundle"]
 
@@ -166,6 +167,7 @@ def test_background_train_produces_a_loadable_bundle_within_the_window(trained):
     assert list(trained["good"].bundles_dir.iterdir()) == [bundle]
 
 
+@pytest.mark.slow
 def test_gate_refusal_returns_none_and_leaves_no_partial(trained):
     bad = trained["bad"]
 

@@ -7,7 +7,6 @@ one-year windows, horizon 1 and one refit a year keep each run to seconds.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from loguru import logger
 
 from backtests.results import SUMMARY_KEYS
 from backtests.robustness.batch import load_robustness_config
@@ -29,6 +27,7 @@ from backtests.robustness.config import (
 )
 from backtests.synthetic import ar1_returns, random_walk, write_csv
 from ensemble_bt import cli
+from tests.conftest import run_cli
 
 GRID_COLUMNS = ["symbol", "window", "cost", "sizing"]
 CHARTS = {"sharpe_heatmap.png", "equity_curves.png", "sharpe_histogram.png", "pbo_logits.png"}
@@ -47,14 +46,12 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
-def run_cli(root: Path, *args: str, out: str = "results", config: str = "grid.yaml",
-            ) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return subprocess.run(
-        [sys.executable, "-m", "ensemble_bt.cli", "robustness", "--config", config,
-         "--data", "ar1.csv,walk.csv", "--windows", WINDOWS, "--workers", "2",
-         "--out", out, *args],
-        cwd=root, capture_output=True, text=True, timeout=300, env=env)
+def run_grid(root: Path, *args: str, out: str = "results", config: str = "grid.yaml",
+             ) -> subprocess.CompletedProcess:
+    """``ensemble-bt robustness`` on both datasets and both windows, in ``root``."""
+    return run_cli("robustness", "--config", config, "--data", "ar1.csv,walk.csv",
+                   "--windows", WINDOWS, "--workers", "2", "--out", out, *args,
+                   cwd=root, timeout=300)
 
 
 def folder_of(proc: subprocess.CompletedProcess) -> Path:
@@ -64,10 +61,11 @@ def folder_of(proc: subprocess.CompletedProcess) -> Path:
 
 @pytest.fixture(scope="module")
 def first_run(workspace) -> tuple[subprocess.CompletedProcess, Path]:
-    proc = run_cli(workspace, "--costs", "0,0.0005", "--sim", "fast")
+    proc = run_grid(workspace, "--costs", "0,0.0005", "--sim", "fast")
     return proc, workspace / folder_of(proc)
 
 
+@pytest.mark.slow
 def test_grid_writes_one_row_per_cell_summary_and_report(first_run):
     proc, folder = first_run
 
@@ -102,12 +100,13 @@ def test_grid_writes_one_row_per_cell_summary_and_report(first_run):
     assert "cells" in proc.stderr and "100%" in proc.stderr  # tqdm progress on stderr
 
 
+@pytest.mark.slow
 def test_second_run_with_more_costs_reuses_cached_predictions(workspace, first_run):
     _, first = first_run
     cached = sorted((workspace / "cache").glob("*.npz"))
     stamps = [p.stat().st_mtime_ns for p in cached]
 
-    proc = run_cli(workspace, "--costs", "0,0.0005,0.001", "--sim", "fast", "--no-progress")
+    proc = run_grid(workspace, "--costs", "0,0.0005,0.001", "--sim", "fast", "--no-progress")
 
     again = pd.read_csv(workspace / folder_of(proc) / "runs.csv")
     summary = json.loads((workspace / folder_of(proc) / "summary.json").read_text())
@@ -120,13 +119,14 @@ def test_second_run_with_more_costs_reuses_cached_predictions(workspace, first_r
     pd.testing.assert_frame_equal(shared, before)
 
 
+@pytest.mark.slow
 def test_ray_engine_writes_the_same_runs_as_the_local_pool(workspace, first_run):
     _, first = first_run
     # Its own cache, so that Ray workers train too.
     (workspace / "ray.yaml").write_text(f"horizon: 1\nretrain_every: 252\n"
                                         f"cache_dir: {workspace / 'ray-cache'}\n")
 
-    proc = run_cli(workspace, "--costs", "0,0.0005", "--sim", "fast", "--engine", "ray",
+    proc = run_grid(workspace, "--costs", "0,0.0005", "--sim", "fast", "--engine", "ray",
                    "--no-progress", config="ray.yaml", out="ray-results")
 
     ray_runs = (workspace / folder_of(proc) / "runs.csv").read_bytes()
@@ -134,10 +134,11 @@ def test_ray_engine_writes_the_same_runs_as_the_local_pool(workspace, first_run)
     assert len(list((workspace / "ray-cache").glob("*.npz"))) == 4
 
 
+@pytest.mark.slow
 def test_sizing_grid_under_backtrader_matches_the_fast_simulator(workspace, first_run):
     _, first = first_run
 
-    proc = run_cli(workspace, "--costs", "0.0005", "--sim", "backtrader", "--no-progress",
+    proc = run_grid(workspace, "--costs", "0.0005", "--sim", "backtrader", "--no-progress",
                    "--sizing-grid", "max_long=1.3,1.8")
 
     runs = pd.read_csv(workspace / folder_of(proc) / "runs.csv")
@@ -193,6 +194,7 @@ def test_task_timeout_is_not_part_of_the_config_hash():
     assert patient.config_hash() == default.config_hash()
 
 
+@pytest.mark.slow
 def test_results_config_yaml_reloads_to_the_same_grid(first_run):
     _, folder = first_run
 
@@ -225,8 +227,6 @@ def in_process(workspace, tmp_path, capsys, monkeypatch):
     yield run
     assert not (tmp_path / "out").exists(), "bad input left a results directory"
     assert not (tmp_path / "cache").exists(), "bad input wrote to the cache"
-    logger.remove()
-    logger.add(sys.stderr)
 
 
 BAD_INPUT = {

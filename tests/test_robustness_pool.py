@@ -22,6 +22,7 @@ from loguru import logger
 from backtests.robustness.executors import LocalExecutor
 from backtests.synthetic import ar1_returns, write_csv
 from ensemble_bt.errors import DataError, WorkerError
+from tests.conftest import cli_env
 
 # Trains XGBoost on 2 threads in this very process, then runs the CLI in it.
 TRAIN_THEN_GRID = """
@@ -63,6 +64,7 @@ def _workers(pool: LocalExecutor) -> list:
     return list(pool._pool._processes.values())
 
 
+@pytest.mark.slow
 def test_grid_runs_after_the_parent_trained_xgboost(tmp_path):
     write_csv(ar1_returns(n=1400), tmp_path / "ar1.csv")
     (tmp_path / "grid.yaml").write_text(f"horizon: 1\nretrain_every: 252\n"
@@ -70,9 +72,8 @@ def test_grid_runs_after_the_parent_trained_xgboost(tmp_path):
     args = ["robustness", "--config", "grid.yaml", "--data", "ar1.csv", "--windows",
             "2003:2003", "--costs", "0,0.0005", "--sim", "fast", "--workers", "2",
             "--out", "out", "--no-progress"]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen([sys.executable, "-c", TRAIN_THEN_GRID, *args], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=HANG_S)

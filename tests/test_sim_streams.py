@@ -6,11 +6,9 @@ Streams run in daemon threads the way a live feed runs them; everything listens 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,12 +40,12 @@ from live.sim.appkeys import HUB_KEY, INJECTOR_KEY
 from live.sim.faults import SimFaults
 from live.sim.server import build_app, serve
 from live.sim.streams import StreamHub
+from tests.conftest import REPO, popen_cli, run_cli
 
 KEY, SECRET = "stream-key", "stream-secret"
 HEADERS = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
 START, CASH, SLIPPAGE, COMMISSION = 20, 100_000.0, 0.001, 0.0005
 MSGPACK = {"Content-Type": "application/msgpack"}
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -406,11 +404,6 @@ def test_fault_switches_refuse_values_out_of_range(field, value):
 
 
 # -------------------------------------------------------------------------------- CLI
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ensemble_bt.cli", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60, env=env)
-
-
 @pytest.fixture(scope="module")
 def walk_csv(tmp_path_factory) -> Path:
     return write_csv(random_walk(n=30, seed=5), tmp_path_factory.mktemp("sim") / "walk.csv")
@@ -418,10 +411,9 @@ def walk_csv(tmp_path_factory) -> Path:
 
 @contextmanager
 def cli_server(*args: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    env = {**os.environ, "APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET}
-    proc = subprocess.Popen([sys.executable, "-m", "ensemble_bt.cli", "sim-server", *args,
-                             "--port", "0"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = popen_cli(["sim-server", *args, "--port", "0"], cwd=REPO,
+                     env={"APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET},
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         assert line.startswith("http://127.0.0.1:"), proc.stderr.read()
@@ -440,6 +432,7 @@ def test_cli_sim_server_serves_the_real_client_and_exits_0_on_sigint(walk_csv):
     assert proc.returncode == 0, proc.stderr.read()
 
 
+@pytest.mark.slow
 def test_cli_sim_server_resumes_from_its_state_directory(walk_csv, tmp_path):
     state = tmp_path / "state"
     with cli_server("--data", str(walk_csv), "--state", str(state)) as (_, url):
@@ -466,7 +459,8 @@ def test_cli_sim_server_resumes_from_its_state_directory(walk_csv, tmp_path):
     (("--data", "{csv}", "--drop-stream-after", "-1"), "--drop-stream-after"),
 ])
 def test_cli_sim_server_bad_input_exits_2_with_one_line(walk_csv, args, needle):
-    proc = run_cli("sim-server", *(a.format(csv=walk_csv) for a in args), "--port", "0")
+    proc = run_cli("sim-server", *(a.format(csv=walk_csv) for a in args), "--port", "0",
+                   cwd=REPO, timeout=60)
 
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr
@@ -475,7 +469,8 @@ def test_cli_sim_server_bad_input_exits_2_with_one_line(walk_csv, args, needle):
 
 
 def test_cli_sim_server_refuses_a_port_in_use(walk_csv, sim):
-    proc = run_cli("sim-server", "--data", str(walk_csv), "--port", str(sim.server.port))
+    proc = run_cli("sim-server", "--data", str(walk_csv), "--port", str(sim.server.port),
+                   cwd=REPO, timeout=60)
 
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
@@ -488,7 +483,8 @@ def test_cli_sim_server_refuses_state_saved_with_other_data(walk_csv, tmp_path):
     (state / "sim_state.json").write_text(json.dumps({"version": 1, "symbols": ["WALK"],
                                                       "start": None, "data_sha256": "0" * 64}))
 
-    proc = run_cli("sim-server", "--data", str(walk_csv), "--state", str(state), "--port", "0")
+    proc = run_cli("sim-server", "--data", str(walk_csv), "--state", str(state), "--port", "0",
+                   cwd=REPO, timeout=60)
 
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr

@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import backtrader as bt
 import numpy as np
 import pandas as pd
 import pytest
 
 from backtests.config import load_config
-from backtests.engine import make_feed, run_strategy
-from backtests.runner import Period, train_vintages
+from backtests.engine import run_strategy
+from backtests.plan import Period, train_vintages
 from backtests.synthetic import ar1_returns, random_walk
 from models.signal import SeriesSignal, Signal, VintageSignal
 from sizing.config import SizingConfig
-from strategies.predictor import EnsemblePredictor
+from tests.capture import capture
 
 
-class _Capture(bt.Strategy):
-    params = (("signal", None),)
-
-    def __init__(self) -> None:
-        self.pred = EnsemblePredictor(self.data, signal=self.p.signal)
-        self.values: list[tuple[float, float]] = []
-
-    def next(self) -> None:
-        self.values.append((self.pred.prediction[0], self.pred.volatility[0]))
-
-
-def _capture(ohlcv: pd.DataFrame, signal, runonce: bool) -> np.ndarray:
-    cerebro = bt.Cerebro(stdstats=False, runonce=runonce)
-    cerebro.adddata(make_feed(ohlcv, "X"))
-    cerebro.addstrategy(_Capture, signal=signal)
-    return np.array(cerebro.run()[0].values)
-
-
+@pytest.mark.slow
 def test_vectorised_and_bar_by_bar_predictions_are_identical():
     # Arrange: real vintages over 1,000 bars.
     ohlcv = ar1_returns(n=1000, seed=5)
@@ -41,8 +23,8 @@ def test_vectorised_and_bar_by_bar_predictions_are_identical():
     vintages = train_vintages(ohlcv, Period(550, 999), cfg, progress=False)
     signal = VintageSignal(vintages)
     # Act
-    batch = _capture(ohlcv, signal, runonce=True)
-    stream = _capture(ohlcv, signal, runonce=False)
+    batch = capture(ohlcv, signal, runonce=True)
+    stream = capture(ohlcv, signal, runonce=False)
     # Assert
     assert isinstance(signal, Signal)
     assert np.isfinite(batch[550:, 0]).all() and np.isnan(batch[:550, 0]).all()

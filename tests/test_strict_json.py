@@ -18,11 +18,11 @@ from backtests.config import load_config
 from backtests.robustness.batch import load_robustness_config, run_robustness
 from backtests.runner import run_backtest
 from backtests.synthetic import ar1_returns, write_csv
-from backtests.train import train_bundle
 from live.session.paper import run_paper
 from live.session.parity import run_parity
+from tests.bundles import train_replay
 from tests.conftest import run_cli
-from tests.test_paper import REPLAY_FROM, TRAIN_END, paper_config
+from tests.sessions import REPLAY_FROM, paper_config
 
 pytestmark = pytest.mark.slow
 
@@ -51,9 +51,7 @@ def runs(tmp_path_factory) -> Path:
     data = write_csv(ar1_returns(n=1800, seed=11), root / "AAA.csv")
     run_backtest(load_config(None, {"data": str(data), "horizon": 1, "retrain_every": 252,
                                      "out": str(root / "backtest")}), progress=False)
-    bundle = train_bundle(load_config(None, {"data": str(data), "horizon": 1,
-                                             "retrain_every": 252, "end": TRAIN_END}),
-                          root / "bundle", progress=False)
+    bundle = train_replay(data, root / "bundle")
     run_backtest(load_config(None, {"data": str(data), "horizon": 1, "bundle": str(bundle),
                                     "out": str(root / "bundle-backtest")}), progress=False)
     session = run_paper(paper_config(bundle), replay=[str(data)], max_bars=20,

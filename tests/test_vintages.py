@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from backtests.config import load_config
-from backtests.runner import Period, train_vintages
+from backtests.plan import Period, train_vintages
 from backtests.synthetic import ar1_returns
 from ensemble_bt.errors import ConfigurationError, DataError
 from models.signal import VintageSignal
@@ -79,6 +79,7 @@ def test_audit_fails_for_a_bar_that_no_vintage_covers(trained):
     assert audit["verdict"] == "fail"
 
 
+@pytest.mark.slow
 def test_changing_the_future_never_changes_a_past_prediction(trained):
     # Arrange: the same bars up to T, then a different future after T.
     ohlcv, cfg, period, vintages = trained

@@ -19,6 +19,7 @@ import pandas as pd
 
 from backtests.config import BacktestConfig
 from backtests.fastpath import run_fast
+from backtests.plan import Period, train_vintages
 from backtests.results import (
     SUMMARY_KEYS,
     build_summary,
@@ -27,7 +28,6 @@ from backtests.results import (
     raise_on_leakage,
 )
 from backtests.robustness.cache import Predictions
-from backtests.runner import Period, train_vintages
 from ensemble_bt.errors import ConfigurationError
 from models.metrics import annualised_sharpe
 from models.signal import SeriesSignal, VintageSignal
