@@ -1,4 +1,5 @@
-"""Datasets: the embedded symbols, user CSV/Parquet files, and the one validation gate.
+"""Datasets: the embedded symbols, user CSV/Parquet files, the local store, and the one
+validation gate.
 
 Every loader returns the same shape: a tz-naive, normalised ``DatetimeIndex`` named ``date``,
 float64 columns ``open, high, low, close, volume`` in that order, and ``attrs["symbol"]`` and
@@ -24,6 +25,14 @@ import pandas as pd
 from loguru import logger
 
 from backtests.sessions import session_dates
+from backtests.store import (
+    PREFIX,
+    BarStore,
+    expand_specs,
+    is_store_spec,
+    store_root,
+    store_symbols,
+)
 from ensemble_bt.errors import DataError
 from ensemble_bt.yamlio import short_repr
 
@@ -42,7 +51,7 @@ _SUFFIXES = (".csv", ".parquet")
 _EMPTY_FIX = "supply daily OHLCV bars"
 _FORMS = (
     f"pass an embedded name ({', '.join(EMBEDDED)}), a path to a .csv or .parquet file, "
-    "or alpaca:SYMBOL"
+    "or store:SYMBOL (bars fetched with `ensemble-bt data fetch SYMBOL`)"
 )
 _ALIASES: dict[str, tuple[str, ...]] = {  # header (lower-cased, spaces -> _) -> field
     "date": ("date", "timestamp", "time", "datetime"),
@@ -62,7 +71,8 @@ def load_dataset(spec: str, adjust: bool = True) -> pd.DataFrame:
     ----------
     spec : str
         An embedded name (case-insensitive, see :data:`EMBEDDED`), a path to a ``.csv`` or
-        ``.parquet`` file, or ``alpaca:SYMBOL``.
+        ``.parquet`` file, or ``store:SYMBOL``: a symbol of the local store
+        (:func:`backtests.store.store_root`: ``$ENSEMBLE_BT_STORE``, else ``data/``).
     adjust : bool, default True
         When the data has an adjusted close, scale open/high/low/close by
         ``adj_close / close`` and divide volume by it (split and dividend adjustment).
@@ -78,8 +88,11 @@ def load_dataset(spec: str, adjust: bool = True) -> pd.DataFrame:
         Unknown name, missing or unreadable file, or a validation rule broken.
     """
     text = spec.strip()
+    if is_store_spec(text):
+        return load_stored(text)
     if text.lower().startswith("alpaca:"):
-        raise DataError(f"{spec}: alpaca data needs the live data path, which is not available yet")
+        raise DataError(f"{short_repr(spec, 80)}: Alpaca bars are read from the local store; "
+                        "fix: `ensemble-bt data fetch SYMBOL`, then pass store:SYMBOL")
     if text.upper() in EMBEDDED:
         return _embedded(text.upper(), adjust).copy()
     path = Path(text).expanduser()
@@ -114,9 +127,32 @@ def _path_kind(path: Path) -> str | None:
     return "a socket or device"
 
 
+def load_stored(spec: str, store: BarStore | None = None) -> pd.DataFrame:
+    """The validated bars of one stored symbol (``store:AAPL``).
+
+    Raises
+    ------
+    DataError
+        A list of symbols, a symbol not in the store, an altered file, or bars that break a
+        validation rule.
+    """
+    symbols = store_symbols(spec)
+    if len(symbols) != 1:
+        raise DataError(f"{short_repr(spec, 80)} names {len(symbols)} symbols where one dataset "
+                        f"is expected; fix: pass one, e.g. {PREFIX}{symbols[0]}")
+    store = store or BarStore(store_root())
+    frame, entry = store.read(symbols[0])
+    source = f"{PREFIX}{symbols[0]}"
+    validate_ohlcv(frame, f"{source} ({store.root / entry.file})")
+    return _finalise(frame, False, symbols[0], source)
+
+
 def load_datasets(specs: Sequence[str], flag: str = "--data",
                   adjust: bool = True) -> dict[str, pd.DataFrame]:
     """Load several datasets, keyed by symbol, in the order given.
+
+    ``specs`` is one comma list (see :func:`backtests.store.expand_specs`):
+    ``store:AAPL,MSFT`` loads two stored symbols.
 
     Raises
     ------
@@ -126,7 +162,7 @@ def load_datasets(specs: Sequence[str], flag: str = "--data",
     """
     frames: dict[str, pd.DataFrame] = {}
     given: dict[str, str] = {}
-    for spec in specs:
+    for spec in expand_specs(specs):
         frame = load_dataset(spec, adjust)
         symbol = str(frame.attrs.get("symbol") or spec).upper()
         if symbol in frames:
@@ -137,14 +173,24 @@ def load_datasets(specs: Sequence[str], flag: str = "--data",
     return frames
 
 
-def list_datasets() -> list[dict[str, object]]:
-    """Describe the embedded datasets (adjusted): name, source, start, end (ISO dates), bars."""
+def list_datasets(store: BarStore | None = None) -> list[dict[str, object]]:
+    """Describe the embedded datasets (adjusted), then the symbols of ``store`` if given.
+
+    Each row has name (``store:AAPL`` for a stored symbol), source, start, end (ISO dates)
+    and bars.  Stored symbols are described from the store's index.
+    """
     frames = [_embedded(name, True) for name in EMBEDDED]
-    return [
+    rows: list[dict[str, object]] = [
         {"name": f.attrs["symbol"], "source": f.attrs["source"], "bars": len(f),
          "start": f.index[0].date().isoformat(), "end": f.index[-1].date().isoformat()}
         for f in frames
     ]
+    index = store.read_index() if store is not None else None
+    for symbol, entry in (index.symbols.items() if index is not None else ()):
+        rows.append({"name": f"{PREFIX}{symbol}", "bars": entry.rows,
+                     "source": f"{store.root} ({entry.feed}, {entry.adjustment})",
+                     "start": entry.first.isoformat(), "end": entry.last.isoformat()})
+    return rows
 
 
 def data_hash(df: pd.DataFrame) -> str:

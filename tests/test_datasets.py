@@ -125,7 +125,7 @@ def test_unknown_dataset_raises_data_error_listing_embedded_names() -> None:
         load_dataset("TSLA")
 
     message = str(err.value)
-    assert "TSLA" in message and "alpaca:SYMBOL" in message and ".csv" in message
+    assert "TSLA" in message and "store:SYMBOL" in message and ".csv" in message
     assert all(name in message for name in EMBEDDED)
 
 
@@ -136,8 +136,8 @@ def test_missing_csv_file_raises_data_error_naming_the_path(tmp_path: Path) -> N
         load_dataset(str(missing))
 
 
-def test_alpaca_spec_raises_data_error_pointing_at_live_path() -> None:
-    with pytest.raises(DataError, match="live data path"):
+def test_alpaca_spec_raises_data_error_pointing_at_the_local_store() -> None:
+    with pytest.raises(DataError, match="read from the local store"):
         load_dataset("alpaca:AAPL")
 
 

@@ -48,6 +48,7 @@ from backtests.robustness.tasks import (
     simulate_cells,
     train_predictions,
 )
+from backtests.store import expand_specs
 from ensemble_bt.errors import ConfigurationError
 
 __all__ = ["RobustnessConfig", "load_robustness_config", "run_robustness", "window_period"]
@@ -95,6 +96,7 @@ def window_period(ohlcv: pd.DataFrame, window: Window, min_train: int, name: str
 
 
 def _load(specs: tuple[str, ...]) -> list[tuple[str, str, pd.DataFrame]]:
+    specs = expand_specs(specs)  # store:A,B is one spec per stored symbol
     frames = load_datasets(specs)
     return [(spec, symbol, frame) for spec, (symbol, frame) in zip(specs, frames.items(),
                                                                    strict=True)]

@@ -1,4 +1,8 @@
-"""Each command's parser, composed from :data:`ensemble_bt.cli.options.OPTIONS` by name."""
+"""Each command's parser, composed from :data:`ensemble_bt.cli.options.OPTIONS` by name.
+
+:data:`COMMANDS` are single commands; :data:`GROUPS` hold subcommands (``data fetch``), whose
+name the parser stores as ``subcommand``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from ensemble_bt.cli.options import OPTIONS
 
 #: command -> (help, option names, in the order --help lists them)
 COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "datasets": ("list embedded datasets with date ranges", ()),
+    "datasets": ("list embedded datasets and stored symbols with date ranges", ("store",)),
     "backtest": ("walk-forward backtest of one symbol", (
         "backtest_config", "data", "start", "end", "commission", "slippage", "horizon",
         "retrain_every", "models", "bundle", "backtest_sim", "results_out", "seed",
@@ -29,6 +33,20 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
         "sim_data", "sim_from", "port", "host", "sim_state", "cash", "sim_commission",
         "sim_slippage", "partial_fills", "drop_stream_after", "drop_stream_every",
         "auth_delay", "error_rate", "error_status", "reject_every")),
+}
+
+
+#: command group -> (help, {subcommand: (help, option names)})
+GROUPS: dict[str, tuple[str, dict[str, tuple[str, tuple[str, ...]]]]] = {
+    "data": ("keep daily bars from Alpaca (or a local sim-server) in a local store", {
+        "fetch": ("fetch whole symbols into the store", (
+            "fetch_symbols", "fetch_start", "fetch_end", "feed", "adjustment", "store",
+            "data_url", "no_progress")),
+        "update": ("append the sessions after each symbol's last; refetch re-adjusted ones", (
+            "update_symbols", "store", "data_url", "no_progress")),
+        "list": ("one row per stored symbol: dates, rows, feed, adjustment, fetch time, "
+                 "missing sessions", ("store",)),
+    }),
 }
 
 
@@ -54,4 +72,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for command, (help_text, names) in COMMANDS.items():
         add_options(sub.add_parser(command, help=help_text), names)
+    for group, (help_text, commands) in GROUPS.items():
+        inner = sub.add_parser(group, help=help_text).add_subparsers(
+            dest="subcommand", metavar="{" + ",".join(commands) + "}", required=True,
+            parser_class=OneLineParser)
+        for command, (command_help, names) in commands.items():
+            add_options(inner.add_parser(command, help=command_help), names)
     return parser

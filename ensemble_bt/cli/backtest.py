@@ -12,11 +12,13 @@ TRAIN_KEYS = ("data", "end", "horizon", "retrain_every", "models", "seed")
 
 def datasets(args: argparse.Namespace) -> int:
     from backtests.datasets import list_datasets
+    from backtests.store import BarStore, store_root
 
-    rows = list_datasets()
-    print(f"{'name':<8} {'start':<10}  {'end':<10}  {'bars':>5}  source")
+    rows = list_datasets(BarStore(store_root(args.store)))
+    width = max(8, *(len(str(row["name"])) for row in rows))
+    print(f"{'name':<{width}} {'start':<10}  {'end':<10}  {'bars':>5}  source")
     for row in rows:
-        print(f"{row['name']:<8} {row['start']:<10}  {row['end']:<10}  {row['bars']:>5}  "
+        print(f"{row['name']:<{width}} {row['start']:<10}  {row['end']:<10}  {row['bars']:>5}  "
               f"{row['source']}")
     return 0
 

@@ -79,7 +79,8 @@ OPTIONS: dict[str, Arg] = {
     "slippage": Arg(("--slippage",), dict(type=float, help="fraction of price per fill")),
     # backtest
     "backtest_config": Arg(("--config",), dict(help="YAML config (see configs/backtest.yaml)")),
-    "data": Arg(("--data",), dict(help="embedded name (AAPL, ...) or a CSV/Parquet path")),
+    "data": Arg(("--data",), dict(help="embedded name (AAPL, ...), a CSV/Parquet path, or "
+                                       "store:SYMBOL (see `ensemble-bt data`)")),
     "bundle": Arg(("--bundle",), dict(help="a trained bundle directory: backtest it out of "
                                            "sample only, instead of walk-forward vintages")),
     "backtest_sim": Arg(("--sim",), dict(help="simulation engine: backtrader (the reference) "
@@ -87,7 +88,8 @@ OPTIONS: dict[str, Arg] = {
     # train
     "train_config": Arg(("--config",), dict(help="YAML config (models, stack, horizon, ...)")),
     "train_data": Arg(("--data",), dict(required=True,
-                                        help="embedded name or a CSV/Parquet path")),
+                                        help="embedded name, a CSV/Parquet path, or "
+                                             "store:SYMBOL")),
     "bundle_out": Arg(("--out",), dict(required=True,
                                        help="bundle directory (created or retrained)")),
     "train_end": Arg(("--end",), dict(type=iso_date, help="last bar of history to train on")),
@@ -96,8 +98,9 @@ OPTIONS: dict[str, Arg] = {
     # robustness
     "robustness_config": Arg(("--config",), dict(
         help="YAML config (see configs/robustness.yaml)")),
-    "datasets": Arg(("--data",), dict(help="comma-separated datasets: embedded names or "
-                                           "CSV/Parquet paths, e.g. AAPL,MSFT")),
+    "datasets": Arg(("--data",), dict(help="comma-separated datasets: embedded names, "
+                                           "CSV/Parquet paths or stored symbols, e.g. "
+                                           "AAPL,MSFT or store:AAPL,MSFT")),
     "windows": Arg(("--windows",), dict(help="comma-separated evaluation years START:END, "
                                              "e.g. 2007:2009,2010:2012")),
     "costs": Arg(("--costs",), dict(help="comma-separated costs per side, fractions of "
@@ -121,7 +124,8 @@ OPTIONS: dict[str, Arg] = {
     "paper_config": Arg(("--config",), dict(default="configs/paper.yaml",
                                             help="YAML paper config")),
     "replay": Arg(("--replay",), dict(type=name_list, help="replay these datasets on a local "
-                                      "Alpaca-protocol server, e.g. AAPL or AAPL,MSFT")),
+                                      "Alpaca-protocol server, e.g. AAPL, AAPL,MSFT or "
+                                      "store:AAPL,MSFT")),
     "replay_from": Arg(("--from",), dict(dest="replay_from", type=iso_date,
                                          help="first replayed session")),
     "max_bars": Arg(("--max-bars",), dict(type=positive_int,
@@ -137,8 +141,9 @@ OPTIONS: dict[str, Arg] = {
                                                 "`ensemble-bt paper`")),
     # sim-server
     "sim_data": Arg(("--data",), dict(action="append", required=True, metavar="D",
-                                      help="embedded name or CSV/Parquet path; repeat for "
-                                           "more symbols")),
+                                      help="embedded name, CSV/Parquet path or "
+                                           "store:SYMBOL[,SYMBOL...]; repeat for more "
+                                           "symbols")),
     "sim_from": Arg(("--from",), dict(dest="start", type=iso_date, metavar="DATE",
                                       help="first replayed session (earlier bars are "
                                            "history)")),
@@ -170,6 +175,26 @@ OPTIONS: dict[str, Arg] = {
     "error_status": Arg(("--error-status",), dict(type=status_list, default=(429,),
                                                   help="fault: 429, 500 or 503, or a comma "
                                                        "list drawn per failure")),
+    # data fetch, data update, data list (and datasets)
+    "fetch_symbols": Arg(("symbols",), dict(nargs="+", metavar="SYMBOL",
+                                            help="tickers to fetch whole, e.g. AAPL MSFT")),
+    "update_symbols": Arg(("symbols",), dict(nargs="*", metavar="SYMBOL",
+                                             help="stored tickers (default: every one)")),
+    "fetch_start": Arg(("--start",), dict(type=iso_date, metavar="DATE",
+                                          help="first session (default: all the history the "
+                                               "feed has)")),
+    "fetch_end": Arg(("--end",), dict(type=iso_date, metavar="DATE",
+                                      help="last session (default: the last complete one)")),
+    "feed": Arg(("--feed",), dict(choices=("iex", "sip"), default="iex",
+                                  help="Alpaca's feed: iex (free) or sip (all exchanges)")),
+    "adjustment": Arg(("--adjustment",), dict(choices=("all", "split", "raw"), default="all",
+                                              help="corporate-action adjustment of the prices")),
+    "store": Arg(("--store",), dict(metavar="DIR", help="the store folder (default: "
+                                    "$ENSEMBLE_BT_STORE, else data/)")),
+    "data_url": Arg(("--data-url",), dict(metavar="URL", help="Alpaca's market-data API "
+                                          "(default https://data.alpaca.markets); a local "
+                                          "`ensemble-bt sim-server` URL serves the clock, "
+                                          "calendar and assets too")),
     "reject_every": Arg(("--reject-every",), dict(type=int, metavar="N",
                                                   help="fault: reject every N-th submitted "
                                                        "order")),

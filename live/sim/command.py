@@ -97,7 +97,15 @@ def _faults(args: argparse.Namespace) -> SimFaults:
 
 
 def _feeds(specs: list[str]) -> dict[str, pd.DataFrame]:
-    return load_datasets(specs)
+    """Every ``--data``'s bars by symbol; each flag is a list of its own (``store:A,B``)."""
+    frames: dict[str, pd.DataFrame] = {}
+    for spec in specs:
+        for symbol, frame in load_datasets([spec]).items():
+            if symbol in frames:
+                raise DataError(f"--data names symbol {symbol} twice; list each symbol once "
+                                "(rename a file if two share a name)")
+            frames[symbol] = frame
+    return frames
 
 
 def _credentials(host: str) -> tuple[str, str, bool]:

@@ -3,12 +3,14 @@
 Every answer the server gives is Alpaca's JSON: aiohttp's own errors, a handler's
 :class:`~live.sim.orders.SimRejection` and an unexpected failure alike, because alpaca-py
 reads every error body as JSON.  :func:`live.sim.server.build_app` stacks them, outermost
-first: :func:`json_errors_middleware`, :func:`make_auth_middleware`, the fault middleware
-(:mod:`live.sim.faults`), :func:`events_middleware`, :func:`rejection_middleware`.
+first: :func:`make_request_log_middleware`, :func:`json_errors_middleware`,
+:func:`make_auth_middleware`, the fault middleware (:mod:`live.sim.faults`),
+:func:`events_middleware`, :func:`rejection_middleware`.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +25,24 @@ from live.sim.wire import error_response
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Alpaca-style codes of the errors aiohttp raises itself (no route, wrong method, big body).
 _HTTP_ERROR_CODES = {404: 40410000, 405: 40510000, 413: 41310000}
+
+
+def make_request_log_middleware(counter: Counter) -> Any:
+    """Count every request in ``counter`` by ``"METHOD /route"`` and log it (DEBUG).
+
+    The route is the pattern it matched (``GET /v2/stocks/{symbol}/bars``), or ``(no
+    route)``; ``/sim/status`` reports the counts.  Keys travel in headers, never logged.
+    """
+
+    @web.middleware
+    async def request_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "(no route)"
+        counter[f"{request.method} {route}"] += 1
+        logger.debug("sim request {} {}", request.method, request.path_qs[:300])
+        return await handler(request)
+
+    return request_log
 
 
 @web.middleware

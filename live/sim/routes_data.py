@@ -1,8 +1,16 @@
-"""The market-data REST route of the local Alpaca-protocol server: ``/v2/stocks/bars``.
+"""The market-data REST routes of the local Alpaca-protocol server: daily bars.
 
-What alpaca-py's ``StockHistoricalDataClient`` calls for daily bars.  Only bars up to the
-replay's current one are served (no look-ahead), ordered by symbol then time and paged with
-Alpaca's opaque ``page_token``.
+- ``GET /v2/stocks/bars?symbols=A,B``: what alpaca-py's ``StockHistoricalDataClient`` calls;
+  bars ordered by symbol then time (as ``sort`` asks), paged over all symbols with Alpaca's
+  opaque ``page_token``.
+- ``GET /v2/stocks/{symbol}/bars``: the single-symbol route the older Alpaca SDK
+  (alpaca-trade-api) calls; the same bars as ``{"bars": [...], "symbol", "next_page_token"}``.
+
+Both honour ``start``, ``end``, ``limit``, ``sort``, ``feed`` and ``adjustment``
+(:mod:`live.sim.marketdata`) and accept ``asof`` and ``currency`` (no symbol was ever
+renamed, every price is in USD).  Only bars up to the replay's current one are served, no
+look-ahead; while the next session is under way (``POST /sim/open``) its bar is served too,
+as Alpaca serves today's partial bar.
 """
 
 from __future__ import annotations
@@ -16,11 +24,10 @@ import numpy as np
 import pandas as pd
 from aiohttp import web
 
-from live.sim.appkeys import MAX_PAGE_KEY, STATE_KEY
-from live.sim.bars import bar_timestamp
+from live.sim.appkeys import MAX_PAGE_KEY, VIEWS_KEY
+from live.sim.marketdata import BarViews, parse_adjustment, parse_feed
 from live.sim.orders import SimRejection
-from live.sim.state import SimState
-from live.sim.wire import bar_json, int_param, parse_time
+from live.sim.wire import int_param, parse_time
 
 BarKey = tuple[str, pd.Timestamp]
 
@@ -38,62 +45,83 @@ def _decode_token(token: str) -> BarKey:
         raise SimRejection(422, 42210000, "invalid page_token") from exc
 
 
-def _visible_days(state: SimState, query: Mapping[str, str]) -> pd.DatetimeIndex:
-    """Calendar dates up to the current bar whose stamps fall inside ``[start, end]``."""
-    days = state.calendar[: state.index + 1]
-    stamps = pd.DatetimeIndex([bar_timestamp(day) for day in days])
-    keep = np.ones(len(days), dtype=bool)
+def _positions(views: BarViews, query: Mapping[str, str]) -> tuple[np.ndarray, bool]:
+    """Calendar positions up to the visible bar whose stamps fall in ``[start, end]``, in
+    the order ``sort`` asks, and whether that order is descending."""
+    stamps = views.stamps[: views.visible()]
+    keep = np.ones(len(stamps), dtype=bool)
     if query.get("start"):
         keep &= stamps >= parse_time(query["start"], "start")
     if query.get("end"):
         keep &= stamps <= parse_time(query["end"], "end")
-    return days[keep]
+    positions = np.flatnonzero(keep)
+    sort = query.get("sort", "asc")
+    if sort not in ("asc", "desc"):
+        raise SimRejection(400, 40010000, f"invalid sort: {sort[:20]!r}; asc or desc")
+    return (positions[::-1], True) if sort == "desc" else (positions, False)
 
 
-def _bar_keys(state: SimState, symbols: list[str], query: Mapping[str, str]) -> list[BarKey]:
-    """Bars to serve, ordered by symbol then time (as ``sort`` asks), after ``page_token``.
+def _after(views: BarViews, positions: np.ndarray, descending: bool, symbol: str,
+           token: BarKey | None) -> np.ndarray:
+    """``positions`` of ``symbol`` that come after the bar the page token names."""
+    if token is None or symbol > token[0]:
+        return positions
+    if symbol < token[0]:
+        return positions[:0]
+    day = views.state.calendar.searchsorted(token[1])
+    return positions[positions < day] if descending else positions[positions > day]
 
-    Alpaca orders a multi-symbol bars response by symbol first; the page token names the last
-    (symbol, date) served, so paging works across symbols.
-    """
-    descending = query.get("sort", "asc") == "desc"
-    days = _visible_days(state, query)
-    days = days[::-1] if descending else days
-    keys = [(symbol, day) for symbol in sorted(set(symbols) & set(state.symbols))
-            for day in days]
 
-    def order(key: BarKey) -> tuple[str, int]:
-        return key[0], -key[1].value if descending else key[1].value
-
-    if query.get("page_token"):
-        after = order(_decode_token(query["page_token"]))
-        keys = [key for key in keys if order(key) > after]
-    return keys
+def bars_page(views: BarViews, symbols: list[str], query: Mapping[str, str], max_page: int,
+              ) -> tuple[dict[str, list[dict[str, Any]]], str | None]:
+    """One page of bars: ``min(limit, max_page)`` bars over all symbols, and the token of
+    the next page (``None`` on the last)."""
+    if query.get("timeframe", "1Day") not in ("1Day", "1D"):
+        raise SimRejection(422, 42210000, f"unsupported timeframe {query.get('timeframe')}")
+    feed, adjustment = parse_feed(query.get("feed")), parse_adjustment(query.get("adjustment"))
+    limit = min(int_param(query, "limit", 1000), max_page)
+    if limit < 1:
+        raise SimRejection(422, 42210000, "limit must be positive")
+    positions, descending = _positions(views, query)
+    token = _decode_token(query["page_token"]) if query.get("page_token") else None
+    page: dict[str, list[dict[str, Any]]] = {}
+    last: BarKey | None = None
+    for symbol in sorted(set(symbols) & set(views.state.symbols)):
+        wanted = _after(views, positions, descending, symbol, token)
+        if not len(wanted):
+            continue
+        if limit == 0:
+            return page, _encode_token(*last) if last else None
+        taken = wanted[:limit]
+        page[symbol] = views.rows(symbol, taken, feed, adjustment)
+        limit -= len(taken)
+        last = (symbol, views.state.calendar[taken[-1]])
+        if len(taken) < len(wanted):
+            return page, _encode_token(*last)
+    return page, None
 
 
 async def get_stock_bars(request: web.Request) -> web.Response:
-    """``GET /v2/stocks/bars``: daily bars up to the current one, paged by ``limit``.
+    """``GET /v2/stocks/bars``: ``{"bars": {symbol: [...]}, "next_page_token"}``.
 
-    The page size is ``min(limit, max_page_size)`` bars over all symbols; ``next_page_token``
-    is ``null`` on the last page.  Symbols that are not replayed get no bars.
+    Symbols that are not replayed get no bars.
     """
-    state, query = request.app[STATE_KEY], request.query
-    if query.get("timeframe", "1Day") not in ("1Day", "1D"):
-        raise SimRejection(422, 42210000, f"unsupported timeframe {query.get('timeframe')}")
+    query = request.query
     symbols = [s.strip().upper() for s in query.get("symbols", "").split(",") if s.strip()]
-    limit = min(int_param(query, "limit", 1000), request.app[MAX_PAGE_KEY])
-    if limit < 1:
-        raise SimRejection(422, 42210000, "limit must be positive")
-    keys = _bar_keys(state, symbols, query)
-    page = keys[:limit]
-    token = _encode_token(*page[-1]) if len(keys) > limit else None
-    bars: dict[str, list[dict[str, Any]]] = {}
-    for symbol, day in page:
-        row = state.feeds[symbol].iloc[state.calendar.get_loc(day)]
-        bars.setdefault(symbol, []).append(bar_json(day, row))
+    bars, token = bars_page(request.app[VIEWS_KEY], symbols, query, request.app[MAX_PAGE_KEY])
     return web.json_response({"bars": bars, "next_page_token": token})
 
 
+async def get_symbol_bars(request: web.Request) -> web.Response:
+    """``GET /v2/stocks/{symbol}/bars``: ``{"bars": [...], "symbol", "next_page_token"}``."""
+    symbol = request.match_info["symbol"].upper()
+    bars, token = bars_page(request.app[VIEWS_KEY], [symbol], request.query,
+                            request.app[MAX_PAGE_KEY])
+    return web.json_response({"bars": bars.get(symbol, []), "symbol": symbol,
+                              "next_page_token": token})
+
+
 def add_data_routes(app: web.Application) -> None:
-    """Register the market-data REST route on ``app``."""
+    """Register the market-data REST routes on ``app``."""
     app.router.add_get("/v2/stocks/bars", get_stock_bars)
+    app.router.add_get("/v2/stocks/{symbol}/bars", get_symbol_bars)

@@ -89,7 +89,8 @@ async def data_stream(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[HUB_KEY]
     ws = web.WebSocketResponse()
     await ws.prepare(request)
-    client = DataClient(ws, binary="msgpack" in request.headers.get("Content-Type", ""))
+    client = DataClient(ws, binary="msgpack" in request.headers.get("Content-Type", ""),
+                        feed=request.path.rsplit("/", 1)[-1])
     hub.sockets.add(ws)
     try:
         await client.send([{"T": "success", "msg": "connected"}])

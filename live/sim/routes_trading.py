@@ -9,6 +9,7 @@ error body.
 
 from __future__ import annotations
 
+import pandas as pd
 from aiohttp import web
 
 from live.sim.appkeys import STATE_KEY
@@ -36,9 +37,20 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 async def get_clock(request: web.Request) -> web.Response:
-    """``GET /v2/clock``: simulated time is the current bar's close, market closed."""
+    """``GET /v2/clock``: simulated time is the current bar's close, market closed.
+
+    While the next session is under way (``POST /sim/open``) it is that session's midday,
+    market open, and the next open is the session after it.
+    """
     state = request.app[STATE_KEY]
     following = state.next_day()
+    if state.session_open:
+        after = (state.calendar[state.index + 2] if state.index + 2 < len(state.calendar)
+                 else following + pd.offsets.BDay(1))
+        return web.json_response({"timestamp": iso(session_time(following, "12:00")),
+                                  "is_open": True,
+                                  "next_open": iso(session_time(after, "09:30")),
+                                  "next_close": iso(session_time(following, "16:00"))})
     return web.json_response({"timestamp": iso(state.now), "is_open": False,
                               "next_open": iso(session_time(following, "09:30")),
                               "next_close": iso(session_time(following, "16:00"))})

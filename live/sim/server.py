@@ -1,15 +1,18 @@
 """A local Alpaca-protocol server that replays datasets' daily bars.
 
 It speaks the subset of Alpaca's trading REST API (``/v2/account``, ``/v2/orders`` ...), of its
-historical market-data API (``/v2/stocks/bars``) and of its two websockets (``/stream`` for
+historical market-data API (``/v2/stocks/bars``, ``/v2/stocks/{symbol}/bars``; see
+:mod:`live.sim.routes_data`) and of its two websockets (``/stream`` for
 trade updates, ``/v2/iex`` for market data; see :mod:`live.sim.streams`) that alpaca-py's
 ``TradingClient``, ``StockHistoricalDataClient``, ``TradingStream`` and ``StockDataStream``
 use, so the real clients can be pointed at it with ``url_override``.
 
 The replay only moves when told: ``POST /sim/advance`` moves to the next bar, fills open
 market orders at its open (see :class:`live.sim.state.SimState`), pushes the trade updates and
-the new bars to the websockets, then answers.  ``GET /sim/status`` says where it stands.
-Failures can be injected with :class:`live.sim.faults.SimFaults`.
+the new bars to the websockets, then answers.  ``GET /sim/status`` says where it stands and
+counts the requests answered.  Failures can be injected with
+:class:`live.sim.faults.SimFaults`; corporate actions (``POST /sim/adjust``) and an open
+session (``POST /sim/open``) are switched on by :mod:`live.sim.routes_control`.
 
 This module assembles the app; the routes are in :mod:`live.sim.routes_trading`,
 :mod:`live.sim.routes_data`, :mod:`live.sim.routes_control` and :mod:`live.sim.routes_streams`,
@@ -25,6 +28,7 @@ Examples
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import date
 
@@ -32,13 +36,23 @@ import pandas as pd
 from aiohttp import web
 
 from live.aiothread import RunningServer
-from live.sim.appkeys import ADVANCE_HOOKS_KEY, HUB_KEY, INJECTOR_KEY, MAX_PAGE_KEY, STATE_KEY
+from live.sim.appkeys import (
+    ADVANCE_HOOKS_KEY,
+    HUB_KEY,
+    INJECTOR_KEY,
+    MAX_PAGE_KEY,
+    REQUESTS_KEY,
+    STATE_KEY,
+    VIEWS_KEY,
+)
 from live.sim.faults import FaultInjector, SimFaults, make_fault_middleware
+from live.sim.marketdata import BarViews
 from live.sim.middleware import (
     events_middleware,
     fault_exempt,
     json_errors_middleware,
     make_auth_middleware,
+    make_request_log_middleware,
     rejection_middleware,
 )
 from live.sim.routes_control import add_control_routes
@@ -81,7 +95,7 @@ def build_app(feeds: Mapping[str, pd.DataFrame], *, key_id: str, secret: str,
     slippage : float
         Fraction by which fills are worse than the open.
     max_page_size : int
-        Largest page ``/v2/stocks/bars`` returns, whatever ``limit`` asks (Alpaca: 10,000).
+        Largest page the bars routes return, whatever ``limit`` asks (Alpaca: 10,000).
     partial_fills : bool
         Fill every order in two executions.
     faults : SimFaults or None
@@ -102,7 +116,9 @@ def build_app(feeds: Mapping[str, pd.DataFrame], *, key_id: str, secret: str,
     state = SimState(feeds, start=start, cash=cash, commission=commission, slippage=slippage,
                      partial_fills=partial_fills, reject_every=faults.reject_every)
     injector = FaultInjector(faults)
-    app = web.Application(middlewares=[json_errors_middleware,
+    requests: Counter = Counter()
+    app = web.Application(middlewares=[make_request_log_middleware(requests),
+                                       json_errors_middleware,
                                        make_auth_middleware(key_id, secret),
                                        make_fault_middleware(injector, fault_exempt),
                                        events_middleware, rejection_middleware])
@@ -110,6 +126,8 @@ def build_app(feeds: Mapping[str, pd.DataFrame], *, key_id: str, secret: str,
     app[MAX_PAGE_KEY] = int(max_page_size)
     app[INJECTOR_KEY] = injector
     app[HUB_KEY] = StreamHub(state, key_id, secret, injector)
+    app[VIEWS_KEY] = BarViews(state)
+    app[REQUESTS_KEY] = requests
     app[ADVANCE_HOOKS_KEY] = []
     _add_routes(app)
     return app

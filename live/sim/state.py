@@ -101,6 +101,8 @@ class SimState:
         self.orders: list[SimOrder] = []
         self.duplicate_submissions = 0  # 422s for a client_order_id already used
         self.events: list[dict[str, Any]] = []
+        #: The next session is under way (``POST /sim/open``) until the next advance.
+        self.session_open = False
 
     def _start_index(self, start: date | None) -> int:
         if start is None:
@@ -285,6 +287,7 @@ class SimState:
             raise SimRejection(409, 40910000, "replay finished: no bar after the current one")
         self.last_equity = self.equity
         self.index += 1
+        self.session_open = False
         touched = [order for order in self.orders if order.is_open]
         for order in touched:
             if self._rejects(order):

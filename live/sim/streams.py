@@ -6,7 +6,8 @@ Two endpoints, speaking what alpaca-py's clients speak (their conversations are 
 - ``GET /v2/{iex,sip,test}``: the market-data stream (``StockDataStream``).  Frames are
   msgpack lists of messages when the client sends ``Content-Type: application/msgpack`` (as
   alpaca-py does), JSON text otherwise.  One authenticated connection per account, like
-  Alpaca: a second one gets error 406 and is closed.
+  Alpaca: a second one gets error 406 and is closed.  Bars on ``/v2/sip`` carry the SIP
+  feed's volume (:func:`live.sim.marketdata.feed_volume`), as the REST bars do.
 - ``GET /stream``: the trading stream (``TradingStream``).  JSON in binary frames, like
   Alpaca's paper endpoint; ``trade_updates`` carries :attr:`SimState.events`.
 
@@ -29,6 +30,7 @@ from loguru import logger
 from ensemble_bt import jsonio
 from live.sim.bars import bar_timestamp
 from live.sim.faults import FaultInjector
+from live.sim.marketdata import feed_volume
 from live.sim.state import SimState
 from live.sim.wire import bar_json, trade_update_json
 
@@ -72,9 +74,10 @@ async def send_quietly(ws: web.WebSocketResponse, payload: bytes | str) -> bool:
 class DataClient:
     """One market-data connection: its encoding, auth flag and subscriptions."""
 
-    def __init__(self, ws: web.WebSocketResponse, binary: bool) -> None:
+    def __init__(self, ws: web.WebSocketResponse, binary: bool, feed: str = "iex") -> None:
         self.ws = ws
         self.binary = binary
+        self.feed = feed
         self.authenticated = False
         self.subscriptions: dict[str, set[str]] = {channel: set() for channel in _SUBSCRIBABLE}
 
@@ -195,6 +198,7 @@ class StreamHub:
         messages = []
         for symbol in self.state.symbols:
             row = bar_json(day, self.state.bar(symbol))
+            row["v"] = feed_volume(client.feed, row["v"])
             messages += [stream_bar(symbol, row, stamp, kind)
                          for channel, kind in _BAR_CHANNELS if client.wants(channel, symbol)]
         return messages
