@@ -88,7 +88,7 @@ def daemon_setup(replay_data, replay_bundle, tmp_path_factory) -> Setup:
 
 
 def start_server(setup: Setup, *faults: str) -> Server:
-    log = open(setup.tmp / f"server_{time.monotonic_ns()}.log", "w")  # noqa: SIM115
+    log = open(setup.tmp / f"server_{time.monotonic_ns()}.log", "w")
     proc = popen_cli(
         ["--log-level", "WARNING", "sim-server",
          "--data", str(setup.csv), "--from", setup.start, "--port", "0",
@@ -128,7 +128,7 @@ def write_config(setup: Setup, server: Server, path: Path, **extra: object) -> P
 
 
 def start_daemon(config: Path, state: Path, *args: str, **extra_env: str) -> subprocess.Popen:
-    log = open(state.parent / f"{state.name}_daemon.log", "a")  # noqa: SIM115
+    log = open(state.parent / f"{state.name}_daemon.log", "a")
     return popen_cli(["paper", "--config", str(config), "--state", str(state), *args],
                      stdout=subprocess.DEVNULL, stderr=log, env={**KEYS, **extra_env},
                      cwd=REPO)
