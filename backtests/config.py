@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,7 @@ from pydantic import (
 from ensemble_bt.errors import ConfigurationError
 from ensemble_bt.yamlio import first_error, read_config
 from models.learners.registry import DEEP_LEARNERS, GBM_LEARNERS, check_learner_name
-from sizing.config import SizingConfig
+from sizing.config import PortfolioConfig, SizingConfig
 
 
 class StackConfig(BaseModel):
@@ -67,11 +68,13 @@ class DeepConfig(BaseModel):
 
 
 class BacktestConfig(BaseModel):
-    """Everything a walk-forward backtest of one symbol needs."""
+    """Everything a walk-forward backtest of one symbol, or of one account over several
+    (``data: AAPL,MSFT``), needs."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    data: str = Field("AAPL", description="embedded dataset name, CSV/Parquet path")
+    data: str = Field("AAPL", description="embedded dataset name, CSV/Parquet path or "
+                                          "store:SYMBOL; a comma list is a portfolio")
     start: date | None = Field(None, description="first evaluation bar (default: first with "
                                                  "min_train bars of history)")
     end: date | None = Field(None, description="last evaluation bar (default: last bar)")
@@ -95,6 +98,17 @@ class BacktestConfig(BaseModel):
     stack: StackConfig = StackConfig()
     deep: DeepConfig = DeepConfig()
     sizing: SizingConfig = SizingConfig()
+    workers: int | None = Field(None, ge=1, le=256, description="processes fitting pooled "
+                                "vintages (default: the CPU count); results do not depend on it")
+    model_scope: Literal["per_symbol", "pooled"] = Field(
+        "per_symbol", description="several symbols: one model per symbol (per_symbol), or one "
+        "cross-sectional model over all of them (pooled)")
+    target: Literal["raw", "demeaned"] = Field(
+        "raw", description="label: the forward log return (raw), or less the universe's "
+        "equal-weight mean on the same date (demeaned; several symbols)")
+    portfolio: PortfolioConfig | None = Field(
+        None, description="several symbols: how one account trades them (docs/sizing.md, "
+        "Portfolios); null: equal allocations")
 
     @field_validator("models")
     @classmethod
@@ -113,13 +127,32 @@ class BacktestConfig(BaseModel):
         return value
 
     def config_hash(self) -> str:
-        """sha256 of everything that changes results (``out`` excluded), 16 hex digits."""
-        payload = self.model_dump(mode="json", exclude={"out"})
+        """sha256 of everything that changes results (``out`` excluded), 16 hex digits.
+
+        A key added after runs were first hashed (:data:`LATER_KEYS`) counts only when it is
+        set away from its default, so that adding it changed no earlier run's hash.
+        """
+        payload = self.model_dump(mode="json", exclude={"out", "workers"})
+        for key, default in LATER_KEYS.items():
+            if payload[key] == default:
+                del payload[key]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _describe(err: ValidationError, source: str, cli_keys: set[str]) -> str:
+#: Keys hashed only away from their default (:meth:`BacktestConfig.config_hash`).
+LATER_KEYS: dict[str, Any] = {"model_scope": "per_symbol", "target": "raw", "portfolio": None}
+
+
+#: Command-line flags that set one key of a block, by dotted key (``ensemble_bt.cli``).
+NESTED_FLAGS = {"portfolio.mode": "--portfolio", "portfolio.k": "--top-k",
+                "portfolio.dropout": "--top-k-dropout", "portfolio.max_gross": "--max-gross"}
+
+
+def _describe(err: ValidationError, source: str, cli_keys: set[str],
+              nested: Collection[str] = ()) -> str:
     e = first_error(err, source, cli_keys)
+    if e.key in nested:
+        e = e._replace(source=NESTED_FLAGS[e.key])
     if e.kind == "extra_forbidden":
         return f"{e.source}: unknown key '{e.key}'; remove it (see configs/backtest.yaml for keys)"
     if e.kind == "value_error":  # a cross-field rule: the message names the key
@@ -131,16 +164,26 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
                 ) -> BacktestConfig:
     """Read a YAML config (optional), apply CLI overrides, validate.
 
+    An override keyed ``block.key`` (``portfolio.k``) sets that one key inside the block,
+    leaving the block's other keys as the file has them.
+
     Raises
     ------
     ConfigurationError
         Unreadable YAML, unknown keys or out-of-range values.
     """
-    raw, source, cli_keys = read_config(path, overrides)
+    overrides = overrides or {}
+    nested = {k: v for k, v in overrides.items() if "." in k and v is not None}
+    raw, source, cli_keys = read_config(path, {k: v for k, v in overrides.items()
+                                               if "." not in k})
+    for dotted, value in nested.items():
+        block, key = dotted.split(".", 1)
+        inner = raw.get(block)
+        raw[block] = {**(inner if isinstance(inner, dict) else {}), key: value}
     try:
         cfg = BacktestConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigurationError(_describe(exc, source, cli_keys)) from None
+        raise ConfigurationError(_describe(exc, source, cli_keys, set(nested))) from None
     if cfg.bundle is not None:
         _check_bundle_flags(cli_keys)
     return cfg

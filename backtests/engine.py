@@ -9,7 +9,7 @@ import backtrader as bt
 import pandas as pd
 
 from models.signal import Signal
-from sizing.config import SizingConfig
+from sizing.config import PortfolioConfig, SizingConfig
 from sizing.decisions import DECISION_FIELDS
 from strategies.analyzers import RunRecorder
 from strategies.commission import FractionalCommission
@@ -53,10 +53,13 @@ def configure_broker(cerebro: bt.Cerebro, cash: float, commission: float, slippa
 def run_strategy(feeds: Mapping[str, pd.DataFrame], signals: Mapping[str, Signal], *,
                  horizon: int, trade_start: date | None, sizing: SizingConfig,
                  cash: float, commission: float, slippage: float,
-                 runonce: bool = True, allocations: Mapping[str, float] | None = None) -> dict:
+                 runonce: bool = True, allocations: Mapping[str, float] | None = None,
+                 portfolio: PortfolioConfig | None = None) -> dict:
     """Run :class:`EnsembleStrategy` over the feeds, one :class:`models.signal.Signal` each.
 
-    ``allocations`` splits equity between feeds (equal when None), as in paper trading.
+    ``allocations`` splits equity between feeds (equal when None), as in paper trading;
+    ``portfolio`` says how the feeds share the account (``docs/sizing.md``, "Portfolios"),
+    and a top-k book trades slices of ``1/k`` (``backtests.universe.slices``).
 
     Returns
     -------
@@ -71,7 +74,7 @@ def run_strategy(feeds: Mapping[str, pd.DataFrame], signals: Mapping[str, Signal
     configure_broker(cerebro, cash, commission, slippage, sizing)
     cerebro.addsizer(KellySizer, allocations=dict(allocations) if allocations else None)
     cerebro.addstrategy(EnsembleStrategy, signals=dict(signals), horizon=horizon,
-                        trade_start=trade_start, sizing=sizing)
+                        trade_start=trade_start, sizing=sizing, portfolio=portfolio)
     cerebro.addanalyzer(RunRecorder, _name="recorder")
     strat = cerebro.run()[0]
     broker = cerebro.broker

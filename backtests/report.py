@@ -25,12 +25,15 @@ from ensemble_bt import jsonio
 
 REQUIRED_COLUMNS = ("equity", "drawdown", "position_weight")
 # Shown as signed percentages: fractions where 2.63 means +263 %.
-RETURN_KEYS = frozenset({"strategy_return", "buy_hold_return", "alpha", "cagr", "max_drawdown"})
+RETURN_KEYS = frozenset({"strategy_return", "buy_hold_return", "benchmark_return", "alpha",
+                         "cagr", "max_drawdown", "return_contribution"})
 # Shown as unsigned percentages: shares in [0, 1].
 SHARE_KEYS = frozenset({"direction_accuracy", "exposure"})
 
 
-def write_report(out_dir: Path, equity: pd.DataFrame, summary: Mapping[str, Any]) -> None:
+def write_report(out_dir: Path, equity: pd.DataFrame, summary: Mapping[str, Any], *,
+                 weights: pd.DataFrame | None = None, symbols: pd.DataFrame | None = None,
+                 note: str | None = None) -> None:
     """Write ``report.png`` and ``report.html`` into a results directory.
 
     Parameters
@@ -44,6 +47,12 @@ def write_report(out_dir: Path, equity: pd.DataFrame, summary: Mapping[str, Any]
     summary : Mapping
         The run's summary (the ``summary.json`` keys). ``symbol``, ``start`` and ``end``
         make the title; every key is listed in the HTML table.
+    weights : pandas.DataFrame | None
+        A portfolio's held account weights, date x symbol: drawn stacked under the rest.
+    symbols : pandas.DataFrame | None
+        A portfolio's ``symbols.csv``: listed in the HTML after the summary.
+    note : str | None
+        One sentence shown above the tables (a portfolio's rank IC against momentum).
 
     Raises
     ------
@@ -56,10 +65,13 @@ def write_report(out_dir: Path, equity: pd.DataFrame, summary: Mapping[str, Any]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     title = _title(summary)
-    png = _render_png(equity, title)
+    png = _render_png(equity, title, weights)
     (out_dir / "report.png").write_bytes(png)
+    before = f"<p>{html.escape(note)}</p>\n" if note else ""
+    after = _symbols_table(symbols) if symbols is not None else ""
     # HTML last: its presence marks a finished report.
-    (out_dir / "report.html").write_text(_render_html(title, png, summary), encoding="utf-8")
+    (out_dir / "report.html").write_text(_render_html(title, png, summary, before, after),
+                                         encoding="utf-8")
     logger.debug("report written to {}", out_dir)
 
 
@@ -70,10 +82,12 @@ def _title(summary: Mapping[str, Any]) -> str:
     return " ".join(str(part) for part in (symbol, period) if part) or "Backtest report"
 
 
-def _render_png(equity: pd.DataFrame, title: str) -> bytes:
+def _render_png(equity: pd.DataFrame, title: str, weights: pd.DataFrame | None = None) -> bytes:
     fig = Figure(figsize=(12, 8), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    ax_eq, ax_dd, ax_w = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1, 1]})
+    ratios = [3, 1, 1] + ([2] if weights is not None else [])
+    axes = fig.subplots(len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios})
+    ax_eq, ax_dd, ax_w = axes[:3]
     idx = equity.index
 
     ax_eq.plot(idx, equity["equity"], label="strategy", color="tab:blue", lw=1.2)
@@ -97,11 +111,36 @@ def _render_png(equity: pd.DataFrame, title: str) -> bytes:
     ax_w.axhline(0.0, color="black", lw=0.5)
     ax_w.set_ylabel("position weight")
 
-    for ax in (ax_eq, ax_dd, ax_w):
+    if weights is not None:
+        _stacked_weights(axes[3], weights)
+    for ax in axes:
         ax.grid(True, alpha=0.3)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def _stacked_weights(ax: Any, weights: pd.DataFrame) -> None:
+    """Held account weight per symbol, stacked (longs above zero, shorts below)."""
+    values = weights.fillna(0.0)
+    labels = [str(c) for c in values.columns]
+    ax.stackplot(values.index, *(values[c].clip(lower=0.0) for c in values.columns),
+                 labels=labels, alpha=0.8, lw=0)
+    shorts = values.clip(upper=0.0)
+    if (shorts < 0).any().any():
+        ax.stackplot(values.index, *(shorts[c] for c in values.columns), alpha=0.8, lw=0)
+    ax.axhline(0.0, color="black", lw=0.5)
+    ax.set_ylabel("weight by symbol")
+    ax.legend(loc="upper left", ncol=min(len(labels), 8), fontsize="small")
+
+
+def _symbols_table(symbols: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in symbols.columns)
+    body = "\n".join(
+        "<tr>" + "".join(f"<td>{html.escape(_format_value(str(c), v))}</td>"
+                         for c, v in row.items()) + "</tr>"
+        for _, row in symbols.iterrows())
+    return f"<h2>Per symbol</h2>\n<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
 
 
 def _format_value(key: str, value: Any) -> str:
@@ -131,7 +170,8 @@ img { max-width: 100%; }
 """
 
 
-def _render_html(title: str, png: bytes, summary: Mapping[str, Any]) -> str:
+def _render_html(title: str, png: bytes, summary: Mapping[str, Any], before: str = "",
+                 after: str = "") -> str:
     rows = "\n".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_format_value(str(k), v))}</td></tr>"
         for k, v in summary.items()
@@ -149,9 +189,9 @@ def _render_html(title: str, png: bytes, summary: Mapping[str, Any]) -> str:
 <body>
 <h1>{t}</h1>
 <img alt="equity, drawdown and position weight" src="data:image/png;base64,{img}">
-<table>
+{before}<table>
 {rows}
 </table>
-</body>
+{after}</body>
 </html>
 """

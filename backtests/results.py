@@ -106,20 +106,26 @@ def write_json(path: Path, payload: Any) -> None:
 
 
 def performance(equity: pd.DataFrame, close: pd.Series, actual: pd.Series,
-                orders: pd.DataFrame) -> dict[str, float]:
+                orders: pd.DataFrame, *, buy_hold: float | None = None,
+                quality: dict[str, float] | None = None) -> dict[str, float]:
     """Return, risk, trading and prediction-quality keys of ``summary.json``.
 
     ``equity`` covers the evaluation bars; ``close`` and ``actual`` (the realised forward log
-    return over the horizon) are aligned to it.
+    return over the horizon) are aligned to it.  A portfolio passes its benchmark's return as
+    ``buy_hold`` and its pooled ``direction_accuracy`` and ``ic`` as ``quality``; they replace
+    what ``close``, ``actual`` and the equity's prediction column would give.
     """
     eq = equity["equity"].to_numpy()
     strat = metrics.total_return(eq)
-    bh = float(close.iloc[-1] / close.iloc[0] - 1.0)
+    bh = float(close.iloc[-1] / close.iloc[0] - 1.0) if buy_hold is None else buy_hold
     daily = np.diff(eq) / eq[:-1]
     filled = orders[orders["status"] == "filled"] if len(orders) else orders
     traded = float(filled["notional"].sum()) if len(filled) else 0.0
     costs = float((filled["commission"] + filled["slippage"]).sum()) if len(filled) else 0.0
     pred = equity["prediction"].to_numpy()
+    quality = quality or {
+        "direction_accuracy": metrics.direction_accuracy(pred, actual.to_numpy()),
+        "ic": metrics.information_coefficient(pred, actual.to_numpy())}
     return {
         "strategy_return": strat,
         "buy_hold_return": bh,
@@ -132,8 +138,8 @@ def performance(equity: pd.DataFrame, close: pd.Series, actual: pd.Series,
         "exposure": float(np.mean(equity["position_weight"].to_numpy() != 0.0)),
         "turnover": traded / float(np.mean(eq)),
         "costs_paid": costs,
-        "direction_accuracy": metrics.direction_accuracy(pred, actual.to_numpy()),
-        "ic": metrics.information_coefficient(pred, actual.to_numpy()),
+        "direction_accuracy": quality["direction_accuracy"],
+        "ic": quality["ic"],
     }
 
 
@@ -170,7 +176,8 @@ def raise_on_leakage(audit: dict) -> None:
 def build_summary(equity: pd.DataFrame, close: pd.Series, actual: pd.Series,
                   orders: pd.DataFrame, analysis: dict, *, symbol: str, horizon: int,
                   n_vintages: int | None, leakage_audit: str | None,
-                  config_hash: str) -> dict[str, Any]:
+                  config_hash: str, buy_hold: float | None = None,
+                  quality: dict[str, float] | None = None) -> dict[str, Any]:
     """The ``summary.json`` of one run, keys in the order of :data:`SUMMARY_KEYS`.
 
     Parameters
@@ -188,12 +195,14 @@ def build_summary(equity: pd.DataFrame, close: pd.Series, actual: pd.Series,
         The run's identity: symbol, label horizon, vintages, audit verdict, config hash.
         ``n_vintages`` and ``leakage_audit`` are None (``null``) for a user's own signal that
         is not made of vintages: nothing was audited, and the summary does not claim a pass.
+    buy_hold, quality
+        A portfolio's benchmark return and pooled prediction quality (:func:`performance`).
     """
     summary = {
         "symbol": symbol, "start": equity.index[0].date().isoformat(),
         "end": equity.index[-1].date().isoformat(), "bars": int(len(equity)),
         "horizon": horizon,
-        **performance(equity, close, actual, orders),
+        **performance(equity, close, actual, orders, buy_hold=buy_hold, quality=quality),
         "breaker_trips": analysis["breaker_trips"],
         "max_gross_leverage": analysis["max_gross_leverage"],
         "financing_costs": analysis["financing_costs"],

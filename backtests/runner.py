@@ -1,4 +1,7 @@
-"""One walk-forward backtest of one symbol, from config to results directory."""
+"""One walk-forward backtest of one symbol, from config to results directory.
+
+Several symbols are a portfolio, run by :mod:`backtests.portfolio`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from backtests.datasets import load_dataset
 from backtests.engine import run_strategy
 from backtests.fastpath import fast_inputs, run_fast
 from backtests.plan import Period, fit_plan, plan_vintages, resolve_period, test_scores
+from backtests.portfolio import run_portfolio
 from backtests.report import write_report
 from backtests.results import (
     build_summary,
@@ -24,6 +28,7 @@ from backtests.results import (
     results_dir,
     write_json,
 )
+from backtests.universe import check_one_symbol, is_portfolio
 from ensemble_bt.errors import ConfigurationError
 from models.artifacts import load_bundle, training_end
 from models.features import FEATURE_NAMES, LOOKBACK
@@ -122,7 +127,14 @@ def simulate_run(cfg: BacktestConfig, ohlcv: pd.DataFrame, signal: Signal, symbo
 
 
 def run_backtest(cfg: BacktestConfig, progress: bool = True) -> Path:
-    """Run a walk-forward (or fixed-bundle) backtest; returns its results directory."""
+    """Run a walk-forward (or fixed-bundle) backtest; returns its results directory.
+
+    ``--data`` with several symbols (``AAPL,MSFT``) is one account over all of them
+    (:func:`backtests.portfolio.run_portfolio`).
+    """
+    if is_portfolio(cfg.data):
+        return run_portfolio(cfg, progress=progress)
+    check_one_symbol(cfg)
     ohlcv = load_dataset(cfg.data)
     fixed, plan = None, None
     if cfg.bundle:

@@ -1,8 +1,14 @@
-"""Sizing configuration: one frozen model, shared by backtests, the fast path and paper."""
+"""Sizing configuration, shared by backtests, the fast path and paper.
+
+:class:`SizingConfig` sizes one symbol and holds the account's breaker;
+:class:`PortfolioConfig` says how one account trades several symbols.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class SizingConfig(BaseModel):
@@ -54,4 +60,56 @@ class SizingConfig(BaseModel):
         for ok, key, rule in checks:
             if not ok:
                 raise ValueError(f"sizing.{key} must be {rule}")
+        return self
+
+
+class PortfolioConfig(BaseModel):
+    """How one account trades several symbols (``docs/sizing.md``, "Portfolios").
+
+    Each symbol trades a slice of the account: its allocation (``mode: allocations``) or
+    ``1/k`` (``mode: topk``).  Its slice weight comes from the lagged half-Kelly hybrid
+    (allocations, and topk with ``weights: kelly``) or is 1 (topk, ``weights: equal``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    mode: Literal["allocations", "topk"] = Field(
+        "allocations", description="allocations: a fixed slice per symbol; topk: hold the k "
+        "best-predicted symbols, long only")
+    allocations: dict[str, float] | None = Field(
+        None, description="mode allocations: share of equity per symbol (>= 0, sum <= 1); "
+        "null splits it equally")
+    k: int | None = Field(None, ge=1, le=1000, description="mode topk: symbols held")
+    weights: Literal["equal", "kelly"] = Field(
+        "equal", description="mode topk: each held symbol's slice weight, 1 (equal) or its "
+        "Kelly weight floored at 0 (kelly)")
+    dropout: int | None = Field(None, ge=1, le=1000, description="mode topk: most symbols "
+                                "replaced a day (Qlib's n_drop); null: any")
+    max_gross: float | None = Field(None, gt=0, le=8, description="cap on the sum of |weight| "
+                                    "over symbols; null: none beyond the sizing limits")
+
+    @field_validator("allocations")
+    @classmethod
+    def _upper(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        return None if value is None else {k.strip().upper(): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PortfolioConfig:
+        topk_only = [k for k in ("k", "dropout", "weights") if k in self.model_fields_set]
+        if self.mode == "allocations" and topk_only:
+            raise ValueError(f"portfolio.{topk_only[0]} applies to mode topk; remove it, or "
+                             "set portfolio.mode: topk")
+        if self.mode == "topk" and self.allocations is not None:
+            raise ValueError("portfolio.allocations applies to mode allocations; remove it, or "
+                             "set portfolio.mode: allocations")
+        if self.mode == "topk" and self.k is None:
+            raise ValueError("portfolio.k is required with mode topk: how many symbols to hold")
+        if self.dropout is not None and self.k is not None and self.dropout > self.k:
+            raise ValueError(f"portfolio.dropout must be <= k ({self.k}): it caps the symbols "
+                             "replaced a day")
+        if self.allocations is not None:
+            if any(v < 0 for v in self.allocations.values()):
+                raise ValueError("portfolio.allocations must be >= 0")
+            if sum(self.allocations.values()) > 1.0 + 1e-9:
+                raise ValueError("portfolio.allocations must sum to at most 1")
         return self

@@ -41,7 +41,8 @@ class RunRecorder(bt.Analyzer):
 
     Add it to any cerebro (``cerebro.addanalyzer(RunRecorder)``).  ``get_analysis()`` returns
     ``{"bars": [...], "orders": [...], "trades": [...]}``; bars (rows of
-    ``backtests.results.BAR_COLUMNS``) are recorded on the first data feed's clock, and their
+    ``backtests.results.BAR_COLUMNS``) are recorded on the strategy's clock (the union of its
+    feeds' sessions; backtrader calls an analyzer's ``prenext`` and ``next`` alike), and their
     held weight is the net value of every feed's position over the account value.  The
     prediction comes from :func:`prediction_reader`.  The per-bar work stores raw floats only;
     dates are converted once, in ``get_analysis``.
@@ -58,8 +59,10 @@ class RunRecorder(bt.Analyzer):
         value = strat.broker.getvalue()
         held = 0.0
         for d in strat.datas:
-            held += strat.getposition(d).size * d.close[0]
-        self._bars.append((strat.datas[0].datetime[0], value, held / value if value else 0.0,
+            size = strat.getposition(d).size
+            if size:  # a feed not started yet holds nothing (and its close reads ahead)
+                held += size * d.close[0]
+        self._bars.append((strat.lines.datetime[0], value, held / value if value else 0.0,
                            self._prediction()))
 
     def notify_order(self, order: bt.Order) -> None:

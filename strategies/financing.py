@@ -34,8 +34,11 @@ class FinancedBroker(bt.brokers.BackBroker):
         self._last_day = None
 
     def next(self) -> None:
-        # backtrader datetimes are float days, so their difference is calendar days.
-        day = next(iter(self.positions)).datetime[0] if self.positions else None
+        # backtrader datetimes are float days, so their difference is calendar days.  Over
+        # several feeds the latest bar is today's (a feed may have none today, or not have
+        # started: its datetime line would then read its last preloaded bar).
+        started = [d.datetime[0] for d in self.positions if len(d)]
+        day = max(started) if started else None
         if self._exposure is not None and day is not None and self._last_day is not None:
             days = round(day - self._last_day)
             borrowed, short = self._exposure

@@ -44,8 +44,10 @@ class EnsemblePredictor(bt.Indicator):
     ----------
     signal : models.signal.Signal
         ``lookback``, ``predict_batch``, ``predict_last``, ``prior_batch`` and
-        ``prior_last``: a :class:`~models.signal.VintageSignal` or a
-        :class:`~models.signal.SeriesSignal`.
+        ``prior_last``: a :class:`~models.signal.VintageSignal`, a
+        :class:`~models.signal.SeriesSignal`, or a pooled model's per-symbol view
+        (:class:`~models.panel_signal.PanelView`), which the predictor registers its window
+        with: a pooled prediction reads every feed's bars of the same date.
     vol_window : int
         Bars in the realised-volatility window.
     """
@@ -56,6 +58,14 @@ class EnsemblePredictor(bt.Indicator):
 
     def __init__(self) -> None:
         self._batch: tuple[np.ndarray, ...] | None = None
+        register = getattr(self.p.signal, "register", None)
+        if callable(register):  # a pooled view reads every feed's window at a date
+            register(self._window)
+
+    def _window(self) -> pd.DataFrame | None:
+        """This feed's last ``signal.lookback`` bars (None before its first bar)."""
+        n = len(self.data)
+        return self._frame(min(n, self.p.signal.lookback)) if n else None
 
     def _frame(self, size: int | None = None) -> pd.DataFrame:
         d = self.data
@@ -71,7 +81,7 @@ class EnsemblePredictor(bt.Indicator):
     def next(self) -> None:
         signal, n = self.p.signal, len(self.data)
         date = bt_date(self.data.datetime[0])
-        window = self._frame(min(n, signal.lookback)) if signal.lookback > 0 else None
+        window = self._window() if signal.lookback > 0 else None
         closes = np.asarray(self.data.close.get(size=min(n, self.p.vol_window + 1)))
         self.lines.prediction[0] = signal.predict_last(window, date)
         self.lines.volatility[0] = realised_vol_last(closes, self.p.vol_window)

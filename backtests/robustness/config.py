@@ -30,7 +30,7 @@ from pydantic import (
     field_validator,
 )
 
-from backtests.config import BacktestConfig
+from backtests.config import LATER_KEYS, BacktestConfig
 from ensemble_bt.errors import ConfigurationError
 from ensemble_bt.yamlio import first_error, read_config, short_repr
 from sizing.config import SizingConfig
@@ -293,6 +293,10 @@ class RobustnessConfig(BaseModel):
         """sha256 of everything that changes results (not out, workers, engine, cache)."""
         payload = self.model_dump(mode="json", exclude={"out", "workers", "engine", "cache_dir",
                                                         "task_timeout"})
+        payload["base"].pop("workers", None)  # the grid's own workers key is excluded above
+        for key, default in LATER_KEYS.items():  # as BacktestConfig.config_hash does
+            if payload["base"].get(key) == default:
+                del payload["base"][key]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def flat(self) -> dict[str, Any]:

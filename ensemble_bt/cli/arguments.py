@@ -14,10 +14,12 @@ from ensemble_bt.cli.options import OPTIONS
 #: command -> (help, option names, in the order --help lists them)
 COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "datasets": ("list embedded datasets and stored symbols with date ranges", ("store",)),
-    "backtest": ("walk-forward backtest of one symbol", (
+    "backtest": ("walk-forward backtest of one symbol, or of one account over several "
+                 "(--data A,B,C)", (
         "backtest_config", "data", "start", "end", "commission", "slippage", "horizon",
         "retrain_every", "models", "bundle", "backtest_sim", "results_out", "seed",
-        "no_progress")),
+        "portfolio_mode", "top_k", "top_k_dropout", "max_gross", "model_scope", "target",
+        "workers", "no_progress")),
     "robustness": ("datasets x windows x costs (x sizing) grid, in parallel, with DSR and PBO", (
         "robustness_config", "datasets", "windows", "costs", "sizing_grid", "workers", "engine",
         "robustness_sim", "results_out", "task_timeout", "no_progress")),

@@ -6,7 +6,10 @@ import argparse
 from pathlib import Path
 
 BACKTEST_KEYS = ("data", "start", "end", "commission", "slippage", "horizon", "retrain_every",
-                 "models", "sim", "out", "seed", "bundle")
+                 "models", "sim", "out", "seed", "bundle", "model_scope", "target", "workers")
+#: Flags that set one key of the ``portfolio:`` block: option name -> dotted key.
+PORTFOLIO_FLAGS = {"portfolio_mode": "portfolio.mode", "top_k": "portfolio.k",
+                   "top_k_dropout": "portfolio.dropout", "max_gross": "portfolio.max_gross"}
 TRAIN_KEYS = ("data", "end", "horizon", "retrain_every", "models", "seed")
 
 
@@ -26,7 +29,10 @@ def datasets(args: argparse.Namespace) -> int:
 def backtest(args: argparse.Namespace) -> int:
     from backtests.config import load_config
 
-    cfg = load_config(args.config, {k: getattr(args, k) for k in BACKTEST_KEYS})
+    # getattr with a default: a flag the parser does not compose reads as unset.
+    overrides = {k: getattr(args, k, None) for k in BACKTEST_KEYS}
+    overrides |= {key: getattr(args, name, None) for name, key in PORTFOLIO_FLAGS.items()}
+    cfg = load_config(args.config, overrides)
     from backtests.runner import run_backtest  # the engines load only for a valid config
 
     print(run_backtest(cfg, progress=not args.no_progress))

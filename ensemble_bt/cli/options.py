@@ -85,6 +85,25 @@ OPTIONS: dict[str, Arg] = {
                                            "sample only, instead of walk-forward vintages")),
     "backtest_sim": Arg(("--sim",), dict(help="simulation engine: backtrader (the reference) "
                                               "or fast (the numba path, exact to backtrader)")),
+    # backtest of several symbols (docs/sizing.md, "Portfolios"); each overrides its config key
+    "portfolio_mode": Arg(("--portfolio",), dict(
+        dest="portfolio_mode", choices=("allocations", "topk"),
+        help="several symbols: a fixed slice each (allocations) or the k best-predicted, long "
+             "only (topk); portfolio.mode")),
+    "top_k": Arg(("--top-k",), dict(type=positive_int, metavar="K",
+                                    help="--portfolio topk: symbols held; portfolio.k")),
+    "top_k_dropout": Arg(("--top-k-dropout",), dict(
+        type=positive_int, metavar="N",
+        help="--portfolio topk: most symbols replaced a day; portfolio.dropout")),
+    "max_gross": Arg(("--max-gross",), dict(type=float, metavar="G",
+                                            help="cap on the sum of |weight| over symbols; "
+                                                 "portfolio.max_gross")),
+    "model_scope": Arg(("--model-scope",), dict(
+        choices=("per_symbol", "pooled"),
+        help="several symbols: one model per symbol, or one pooled model")),
+    "target": Arg(("--target",), dict(choices=("raw", "demeaned"),
+                                      help="label: the forward log return, or less the "
+                                           "universe's mean (several symbols)")),
     # train
     "train_config": Arg(("--config",), dict(help="YAML config (models, stack, horizon, ...)")),
     "train_data": Arg(("--data",), dict(required=True,
