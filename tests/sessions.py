@@ -1,10 +1,11 @@
 """Paper sessions as a user runs them: a ``sim-server`` subprocess, a ``paper`` daemon
 subprocess against it, and what the session's journal holds afterwards.
 
-Shared by tests/test_daemon.py, tests/test_paper_safety.py and tests/test_bad_input_paper.py,
-and, for :func:`paper_config` and :data:`REPLAY_FROM`, by the in-process paper tests.
-A pytest plugin of tests/conftest.py: its fixtures (``daemon_setup``, ``server_factory``)
-reach every test module without an import.
+Shared by tests/test_daemon.py, tests/test_paper_safety.py, tests/test_bad_input_paper.py and
+tests/test_paper_portfolio.py, and, for :func:`paper_config` and :data:`REPLAY_FROM`, by the
+in-process paper tests.  A pytest plugin of tests/conftest.py: its fixtures
+(``daemon_setup``, ``portfolio_setup``, ``server_factory``) reach every test module without
+an import.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import requests
 import yaml
 
 from backtests.datasets import load_dataset
+from backtests.synthetic import write_csv
 from live.session.config import PaperConfig
 from live.session.journal import JOURNAL_FILE, Journal
 from tests.conftest import REPO, popen_cli
@@ -33,6 +35,8 @@ KEYS = {"APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET}
 REPLAY_FROM = "2005-06-01"
 #: How many bars a daemon session replays after its start bar.
 REPLAY_BARS = 300
+#: How many bars a two-symbol daemon session (``portfolio_setup``) replays after its start.
+PORTFOLIO_BARS = 70
 
 
 def paper_config(bundle: Path, **alpaca) -> PaperConfig:
@@ -42,6 +46,12 @@ def paper_config(bundle: Path, **alpaca) -> PaperConfig:
         "alpaca": {"rest_retry_wait": 0.01, **alpaca},
         "sizing": {"max_long": 0.95, "max_short": 0.0, "base_long_bias": 0.8,
                    "rebalance_band": 0.02, "margin_rate": 0.0, "short_borrow_rate": 0.0}})
+
+
+def portfolio_config(bundle: Path, portfolio: dict, **alpaca) -> PaperConfig:
+    """:func:`paper_config` with a ``portfolio:`` block."""
+    raw = paper_config(bundle, **alpaca).model_dump(mode="json", exclude_unset=True)
+    return PaperConfig.model_validate({**raw, "portfolio": portfolio})
 
 
 @dataclass
@@ -72,12 +82,13 @@ class Server:
 @dataclass
 class Setup:
     """The replay data, the day a daemon session starts, the bundle it trades, a scratch
-    folder for server logs."""
+    folder for server logs; ``more``: the other symbols' data, served beside ``csv``."""
 
     csv: Path
     start: str
     bundle: Path
     tmp: Path
+    more: tuple[Path, ...] = ()
 
 
 @pytest.fixture(scope="session")
@@ -87,11 +98,25 @@ def daemon_setup(replay_data, replay_bundle, tmp_path_factory) -> Setup:
     return Setup(replay_data["AAA"], start, replay_bundle, tmp_path_factory.mktemp("daemon"))
 
 
+@pytest.fixture(scope="session")
+def portfolio_setup(replay_data, replay_bundle, tmp_path_factory) -> Setup:
+    """``AAA`` and ``BBB`` cut :data:`PORTFOLIO_BARS` bars after :data:`REPLAY_FROM`: a
+    two-symbol session of that many bars after its start bar, with the replay bundle."""
+    folder = tmp_path_factory.mktemp("portfolio-daemon")
+    cut = {}
+    for symbol in ("AAA", "BBB"):
+        bars = load_dataset(str(replay_data[symbol]))
+        last = bars.index.searchsorted(pd.Timestamp(REPLAY_FROM)) + PORTFOLIO_BARS
+        cut[symbol] = write_csv(bars.iloc[:last + 1], folder / f"{symbol}.csv")
+    return Setup(cut["AAA"], REPLAY_FROM, replay_bundle, folder, more=(cut["BBB"],))
+
+
 def start_server(setup: Setup, *faults: str) -> Server:
     log = open(setup.tmp / f"server_{time.monotonic_ns()}.log", "w")
+    data = [arg for path in (setup.csv, *setup.more) for arg in ("--data", str(path))]
     proc = popen_cli(
         ["--log-level", "WARNING", "sim-server",
-         "--data", str(setup.csv), "--from", setup.start, "--port", "0",
+         *data, "--from", setup.start, "--port", "0",
          "--commission", "0.0005", "--slippage", "0.0005", *faults],
         stdout=subprocess.PIPE, stderr=log, text=True, env=KEYS, cwd=REPO)
     line = proc.stdout.readline()

@@ -1,4 +1,10 @@
-"""Paper-trading configuration: symbols, bundle, costs, sizing, and the real-money opt-in.
+"""Paper-trading configuration: symbols, bundle, costs, sizing, portfolio, and the real-money
+opt-in.
+
+The ``portfolio:`` block is the backtest's (:class:`sizing.config.PortfolioConfig`): the
+daemon trades several symbols exactly as ``backtest --data A,B`` does.  The older top-level
+``allocations`` key stays accepted as ``portfolio.allocations`` (:meth:`PaperConfig.
+effective_portfolio`); setting both differently is refused.
 
 Where the clients connect is :class:`live.alpaca.endpoints.AlpacaEndpoints` (the ``alpaca``
 key): whether a resolved endpoint moves real money is decided there, whether a session may
@@ -13,15 +19,22 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ensemble_bt.errors import ConfigurationError
 from ensemble_bt.yamlio import first_error, read_config
 from live.alpaca.endpoints import AlpacaEndpoints, live_endpoint, why_live
 from live.session.retrain import RetrainConfig
-from sizing.config import SizingConfig
+from sizing.config import PortfolioConfig, SizingConfig
 
 _SYMBOL = re.compile(r"^[A-Z][A-Z0-9.]{0,9}$")
 _ID = re.compile(r"^[A-Za-z0-9_]{1,16}$")
@@ -38,7 +51,15 @@ class PaperConfig(BaseModel):
     bundle: str = Field(..., description="trained bundle directory (ensemble-bt train)")
     horizon: int = Field(5, ge=1, le=63, description="label horizon of the bundle")
     allocations: dict[str, float] | None = Field(None, description="share of equity per "
-                                                 "symbol; null splits equally")
+                                                 "symbol; null splits equally (the same as "
+                                                 "portfolio.allocations)")
+    portfolio: PortfolioConfig | None = Field(None, description="several symbols: how the "
+                                              "account trades them, as in a backtest "
+                                              "(docs/sizing.md, Portfolios); null: "
+                                              "allocations mode")
+    model_scope: Literal["per_symbol", "pooled"] = Field(
+        "per_symbol", description="per_symbol: the bundle predicts each symbol on its own "
+        "bars; pooled is refused (no pooled bundles yet)")
     history_days: int = Field(400, ge=150, le=3650, description="calendar days of history "
                               "backfilled to warm up features")
     commission: float = Field(0.0, ge=0, lt=0.1, description="fraction of notional per fill")
@@ -77,18 +98,77 @@ class PaperConfig(BaseModel):
             raise ValueError("strategy_id: use 1-16 letters, digits or underscores")
         return value
 
-    def checked_allocations(self) -> dict[str, float] | None:
-        """Allocations for :class:`strategies.sizers.KellySizer`, checked against ``symbols``."""
+    @field_validator("model_scope")
+    @classmethod
+    def _model_scope(cls, value: str) -> str:
+        if value == "pooled":
+            raise ValueError("model_scope: pooled needs a pooled bundle, and pooled bundles are "
+                             "not supported yet (`train` makes per-symbol bundles); paper "
+                             "trades model_scope: per_symbol only")
+        return value
+
+    @model_validator(mode="after")
+    def _one_allocations(self) -> PaperConfig:
         if self.allocations is None:
-            return None
-        alloc = {k.upper(): float(v) for k, v in self.allocations.items()}
-        if set(alloc) != set(self.symbols):
-            raise ConfigurationError(f"allocations must name exactly the traded symbols "
-                                     f"{list(self.symbols)[:20]}; got {sorted(alloc)[:20]}: "
-                                     "fix allocations in the config, or set it to null")
-        if any(v < 0 for v in alloc.values()) or sum(alloc.values()) > 1.0 + 1e-9:
-            raise ConfigurationError("allocations must be >= 0 and sum to at most 1")
-        return alloc
+            return self
+        if self.portfolio is not None and self.portfolio.mode == "topk":
+            raise ValueError("allocations applies to portfolio.mode allocations; remove it "
+                             "with portfolio.mode topk")
+        mine = {k.strip().upper(): float(v) for k, v in self.allocations.items()}
+        theirs = self.portfolio.allocations if self.portfolio is not None else None
+        if theirs is not None and mine != theirs:
+            raise ValueError("allocations and portfolio.allocations differ; set only "
+                             "portfolio.allocations")
+        try:
+            self.effective_portfolio()
+        except ConfigurationError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def effective_portfolio(self) -> PortfolioConfig:
+        """The ``portfolio:`` block with the top-level ``allocations`` folded in.
+
+        Only the keys set away from their defaults are carried, so the result round-trips
+        through :func:`portfolio_facts` and ``PortfolioConfig.model_validate``.
+        """
+        raw = (self.portfolio.model_dump(mode="json", exclude_defaults=True)
+               if self.portfolio is not None else {})
+        if self.allocations is not None:
+            raw["allocations"] = dict(self.allocations)
+        try:
+            return PortfolioConfig.model_validate(raw)
+        except ValidationError as exc:  # the top-level allocations broke a portfolio rule
+            message = first_error(exc, "allocations").message
+            raise ConfigurationError(message.replace("portfolio.allocations", "allocations")
+                                     ) from None
+
+    def checked_portfolio(self) -> PortfolioConfig:
+        """:meth:`effective_portfolio`, checked against the traded ``symbols``.
+
+        Raises
+        ------
+        ConfigurationError
+            ``portfolio.k`` above the number of symbols, or allocations that do not name
+            exactly the traded symbols.
+        """
+        portfolio = self.effective_portfolio()
+        symbols = list(self.symbols)
+        if portfolio.k is not None and portfolio.k > len(symbols):
+            raise ConfigurationError(f"portfolio.k {portfolio.k} is more than the "
+                                     f"{len(symbols)} traded symbols {symbols[:20]}; choose "
+                                     f"k <= {len(symbols)}")
+        alloc = portfolio.allocations
+        if alloc is not None and set(alloc) != set(symbols):
+            key = "allocations" if self.allocations is not None else "portfolio.allocations"
+            raise ConfigurationError(f"{key} must name exactly the traded symbols "
+                                     f"{symbols[:20]}; got {sorted(alloc)[:20]}: fix {key} "
+                                     "in the config, or set it to null")
+        return portfolio
+
+
+def portfolio_facts(portfolio: PortfolioConfig) -> dict[str, Any]:
+    """How a session journals its portfolio: the keys set away from their defaults."""
+    return portfolio.model_dump(mode="json", exclude_defaults=True)
 
 
 def check_live(cfg: PaperConfig, environ: dict[str, str] | None = None) -> None:
@@ -132,4 +212,7 @@ def load_paper_config(path: str | Path | None, overrides: dict[str, Any] | None 
                                      "configs/paper.yaml for keys)") from None
         if e.kind == "missing":
             raise ConfigurationError(f"{source}: key '{e.key}' is required") from None
+        if e.kind == "value_error" and (e.key == "(top level)"
+                                        or e.message.startswith(e.key.split(".")[0])):
+            raise ConfigurationError(f"{source}: {e.message}") from None  # it names its key
         raise ConfigurationError(f"{source}: key '{e.key}': {e.message}") from None

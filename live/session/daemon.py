@@ -1,7 +1,10 @@
 """The paper daemon's lifecycle: run a state directory's session, stop cleanly.
 
 A new state directory gets a journal (:mod:`live.session.journal`) with the session's fixed
-facts: symbols, first decision day, history start, costs, sizing and starting account.  A
+facts: symbols, first decision day, history start, costs, sizing, portfolio and starting
+account.  Cerebro is wired from those facts as ``backtests.portfolio.run_portfolio`` wires a
+backtest: the sizer trades each symbol's slice (:func:`live.session.portfolio.session_slices`)
+and ``EnsembleStrategy`` gets the same ``portfolio``, so parity can replay it exactly.  A
 directory that already has one is *resumed* (:mod:`live.session.startup` decides which):
 
 - the bundles it traded are reloaded (each checked against its manifest hash,
@@ -39,6 +42,7 @@ from live.session.bundles import FAR_FUTURE, check_history, journal_signal
 from live.session.config import PaperConfig
 from live.session.exports import export_session
 from live.session.journal import Journal
+from live.session.portfolio import session_portfolio, session_slices
 from live.session.recorder import JournalRecorder, LatencyRecorder
 from live.session.retrain import Retrainer
 from live.session.startup import now_iso
@@ -157,10 +161,12 @@ class Daemon:
                                               self.session["history_start"])))
         cerebro.setbroker(store.getbroker(commission_rate=self.session["commission"],
                                           strategy_id=cfg.strategy_id, ledger=self.journal))
-        cerebro.addsizer(KellySizer, allocations=self.session["allocations"])
+        slice_of = session_slices(self.session)
+        cerebro.addsizer(KellySizer, allocations=slice_of)
         cerebro.addstrategy(
             EnsembleStrategy, signals=dict.fromkeys(self.session["symbols"], self.signal),
             horizon=cfg.horizon, trade_start=live_from.date(), sizing=cfg.sizing,
+            portfolio=session_portfolio(self.session),
             breaker_state=self.journal.breaker_state(),
             resume_after=self.resume_after.date() if self.resume_after is not None else None)
         cerebro.addanalyzer(RunRecorder, _name="recorder")
@@ -168,7 +174,8 @@ class Daemon:
         cerebro.addanalyzer(JournalRecorder, _name="journal", journal=self.journal,
                             state_dir=self.folder, live_from=live_from,
                             resume_after=self.resume_after, status=self.status_fields,
-                            bundle_of=self.bundle_of, on_bar=self.after_bar)
+                            bundle_of=self.bundle_of, on_bar=self.after_bar,
+                            slices=slice_of)
         return cerebro
 
     def run(self) -> Path:

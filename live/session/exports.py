@@ -3,12 +3,13 @@
 The journal (:mod:`live.session.journal`) is the record.  At the end of each run the daemon
 exports:
 
-- ``session.json``: symbols, first decision day, costs, sizing, starting cash and positions,
-  final state and equity;
+- ``session.json``: symbols, first decision day, costs, sizing, portfolio and each symbol's
+  slice, starting cash and positions, final state and equity;
 - ``bars/<SYMBOL>.csv``: every bar the strategy saw, history included, exactly as received;
-- ``decisions.csv``, ``orders.csv`` (every order by ``client_order_id`` with its status and
-  filled quantity), ``equity.csv`` and ``latency.csv`` (appended by every run, from
-  :class:`live.session.recorder.LatencyRecorder`).
+- ``decisions.csv`` (target and held weights of each symbol's slice), ``weights.csv`` (the
+  same weights in the account, as a portfolio backtest writes them), ``orders.csv`` (every
+  order by ``client_order_id`` with its status and filled quantity), ``equity.csv`` and
+  ``latency.csv`` (appended by every run, from :class:`live.session.recorder.LatencyRecorder`).
 
 Each file is written to a temporary name and renamed, so a reader never sees half a file.
 """
@@ -19,7 +20,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,7 +29,8 @@ from ensemble_bt.errors import ConfigurationError, DataError
 from ensemble_bt.jsonio import write_json, write_text_atomic
 from ensemble_bt.yamlio import first_error
 from live.session.journal import JOURNAL_FILE, SESSION_KEY, Journal
-from sizing.config import SizingConfig
+from live.session.portfolio import check_portfolio_facts, session_slices, weights_frame
+from sizing.config import PortfolioConfig, SizingConfig
 
 SESSION_FILE = "session.json"
 
@@ -54,13 +56,16 @@ def export_session(folder: Path, journal: Journal, meta: dict[str, Any],
     for symbol, frame in frames["bars"].items():
         _atomic_csv(folder / "bars" / f"{symbol}.csv", frame)  # repr floats: exact
     _atomic_csv(folder / "decisions.csv", frames["decisions"], index=False)
+    slice_of = session_slices(meta)
+    _atomic_csv(folder / "weights.csv", weights_frame(frames["decisions"], slice_of),
+                index=False)
     _atomic_csv(folder / "orders.csv", frames["orders"], index=False)
     _atomic_csv(folder / "equity.csv", frames["equity"], index=False)
     lat = folder / "latency.csv"
     old = pd.read_csv(lat) if lat.is_file() else None
     new = pd.DataFrame(latency, columns=["date", "latency_ms"])
     _atomic_csv(lat, new if old is None else pd.concat([old, new]), index=False)
-    write_json(folder / SESSION_FILE, meta)
+    write_json(folder / SESSION_FILE, {**meta, "slices": slice_of})
 
 
 class SessionFacts(BaseModel):
@@ -69,6 +74,8 @@ class SessionFacts(BaseModel):
     Checked whenever a session is read back (resume, parity), so a journal that was edited or
     written by another version is a one-line :class:`~ensemble_bt.errors.DataError`, never a
     ``KeyError`` halfway through.  Other keys (``replay``, ``created``...) are kept as they are.
+    ``portfolio`` and ``weight_basis`` are absent from sessions journaled before portfolios
+    (:mod:`live.session.portfolio`).
     """
 
     model_config = ConfigDict(frozen=True, extra="allow", allow_inf_nan=False)
@@ -84,6 +91,8 @@ class SessionFacts(BaseModel):
     sizing: SizingConfig
     initial_cash: float = Field(gt=0)
     initial_positions: dict[str, float]
+    portfolio: PortfolioConfig | None = None
+    weight_basis: Literal["slice"] | None = None
 
 
 def check_session(meta: Any, journal: Path) -> dict[str, Any]:
@@ -115,6 +124,7 @@ def check_session(meta: Any, journal: Path) -> dict[str, Any]:
         problem = "is missing" if e.kind == "missing" else f"is invalid ({e.message})"
         raise DataError(f"{journal}: the session's '{e.key}' {problem}; the journal was edited "
                         "or written by another version: use a new --state directory") from None
+    check_portfolio_facts(meta, journal)
     return meta
 
 

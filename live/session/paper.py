@@ -10,7 +10,8 @@ A start checks everything before its first write, so a failed start changes noth
 
 1. offline (:func:`preflight`): no other daemon holds the state directory, the trading
    endpoints are not live money without both opt-ins, the HTTP address, the state directory
-   and its journal (read-only), the bundle; then the keys are present;
+   and its journal (read-only; a resume with other fixed facts, the portfolio included, is
+   refused), the bundle; then the keys are present, and the portfolio fits the symbols;
 2. holding the directory's lock (:func:`live.session.lock.claim_state`): the ``--http`` port
    binds and the trading endpoint accepts the keys (:func:`live.session.startup.first_contact`).
 
@@ -40,6 +41,7 @@ from live.monitor.http import start_http
 from live.session.bundles import FAR_FUTURE, bundle_signal, check_history
 from live.session.config import PaperConfig, check_live
 from live.session.daemon import Daemon, log_file
+from live.session.journal import JOURNAL_FILE
 from live.session.lock import claim_state, probe_lock
 from live.session.startup import check_resume, first_contact, open_journal, state_session
 
@@ -105,7 +107,7 @@ def preflight(cfg: PaperConfig, folder: Path, replay: bool, replay_from: date | 
                                      "server's state ended with it); run `ensemble-bt "
                                      "sim-server --state` in its own process and set "
                                      "alpaca.sim: true")
-        check_resume(session, cfg)
+        check_resume(session, cfg, folder / JOURNAL_FILE)
         return StartPlan(session, "")
     signal, sha = bundle_signal(cfg.bundle, cfg.horizon,
                                 pd.Timestamp(replay_from or FAR_FUTURE))
@@ -133,7 +135,7 @@ def run_paper(cfg: PaperConfig, *, replay: Sequence[str] | None = None,
 
 def _run(cfg: PaperConfig, keys: tuple[str, str], sim: bool, max_bars: int | None,
          folder: Path, plan: StartPlan, http: str | None) -> Path:
-    cfg.checked_allocations()  # against the effective symbols (--replay names its own)
+    cfg.checked_portfolio()  # against the effective symbols (--replay names its own)
     with contextlib.ExitStack() as stack:
         claim = stack.enter_context(claim_state(folder))
         if (state_session(folder) is None) != (plan.session is None):

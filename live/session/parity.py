@@ -1,9 +1,11 @@
 """Parity: replay a paper session's bars through the backtester and diff the orders.
 
 The backtester gets exactly what the session's journal says it saw: the bars of every symbol
-(history included), the same bundles from the same days (each checked by its manifest hash),
-the same first decision day, costs, sizing and starting cash.  Financing is off in the replay
-because a paper account is charged by the venue, not by the strategy's accounting.
+(history included) in the session's listing order, the same bundles from the same days (each
+checked by its manifest hash), the same first decision day, costs, sizing, portfolio (slices
+and ``portfolio`` wired as a portfolio backtest wires them) and starting cash.  Financing is
+off in the replay because a paper account is charged by the venue, not by the strategy's
+accounting.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from ensemble_bt.jsonio import write_json
 from live.session.bundles import journal_signal
 from live.session.exports import load_session
 from live.session.journal import JOURNAL_FILE, Journal
+from live.session.portfolio import (
+    check_weight_basis,
+    in_listing_order,
+    session_portfolio,
+    session_slices,
+)
 from sizing.config import SizingConfig
 
 EQUITY_TOLERANCE = 1e-6  # relative
@@ -77,13 +85,15 @@ def _fmt(order: tuple | None) -> str:
 def run_parity(folder: str | Path) -> ParityReport:
     """Replay the session in ``folder`` through the backtester; write ``parity.json``.
 
-    The journal is only read.  A journal that is not ours, another schema version, or a
-    session lacking a fact (``trade_start``, a valid ``sizing``...) is a one-line
-    :class:`~ensemble_bt.errors.DataError` before anything is written.
+    The journal is only read.  A journal that is not ours, another schema version, a
+    session lacking a fact (``trade_start``, a valid ``sizing``...), or an older session whose
+    held weights were over the account (:func:`live.session.portfolio.check_weight_basis`)
+    is a one-line :class:`~ensemble_bt.errors.DataError` before anything is written.
     """
     folder = Path(folder)
     session = load_session(folder)
     meta = session.meta
+    check_weight_basis(meta, folder / JOURNAL_FILE, "replay")
     if meta.get("initial_positions"):
         raise ConfigurationError(f"{folder}: the session started with open positions "
                                  f"{meta['initial_positions']}; parity needs a flat start")
@@ -95,11 +105,12 @@ def run_parity(folder: str | Path) -> ParityReport:
         journal.close()
     sizing = SizingConfig.model_validate(meta["sizing"]).model_copy(
         update={"margin_rate": 0.0, "short_borrow_rate": 0.0})
+    bars = in_listing_order(session.bars, meta["symbols"])
     analysis = run_strategy(
-        session.bars, dict.fromkeys(session.bars, signal), horizon=int(meta["horizon"]),
+        bars, dict.fromkeys(bars, signal), horizon=int(meta["horizon"]),
         trade_start=trade_start.date(), sizing=sizing, cash=float(meta["initial_cash"]),
         commission=float(meta["commission"]), slippage=float(meta["slippage"]),
-        allocations=meta.get("allocations"))
+        allocations=session_slices(meta), portfolio=session_portfolio(meta))
     paper = _order_keys(session.orders)
     backtest = _order_keys(pd.DataFrame(analysis["orders"]).reindex(
         columns=["decided", "symbol", "side", "size", "status"]))

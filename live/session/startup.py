@@ -4,7 +4,8 @@ Nothing here writes before the start has checked everything it can (see
 :mod:`live.session.paper`):
 
 - :func:`state_session` reads (never writes) the session a state directory holds, if any;
-- :func:`check_resume` refuses a config that differs from it in a fixed fact;
+- :func:`check_resume` refuses a config that differs from it in a fixed fact (the
+  portfolio included), and an older session whose held weights would mix two bases;
 - :func:`first_contact` checks the keys at the trading endpoint, and for a new session reads
   the facts it starts from (:func:`session_facts`);
 - :func:`open_journal` is the first write: a new session's facts and bundle, in one
@@ -25,10 +26,11 @@ from ensemble_bt.errors import BrokerError, ConfigurationError
 from live.alpaca.endpoints import shown_url
 from live.alpaca.store import AlpacaStore
 from live.session.bundles import check_journal_bundles
-from live.session.config import PaperConfig
+from live.session.config import PaperConfig, portfolio_facts
 from live.session.exports import check_session
 from live.session.journal import JOURNAL_FILE, SESSION_KEY, Journal
 from live.session.lock import LOCK_FILE
+from live.session.portfolio import WEIGHT_BASIS, check_weight_basis, session_portfolio
 
 FIXED_KEYS = ("symbols", "strategy_id", "horizon")
 KEY_REFUSED = (401, 403)
@@ -77,7 +79,12 @@ def state_session(folder: Path) -> dict[str, Any] | None:
 
 
 def session_facts(store: AlpacaStore, cfg: PaperConfig) -> dict[str, Any]:
-    """The fixed facts a new session starts from: the account's clock, cash and positions."""
+    """The fixed facts a new session starts from: the account's clock, cash and positions.
+
+    ``portfolio`` is the config's (:meth:`PaperConfig.checked_portfolio`), and
+    ``allocations`` its allocations, as sessions before portfolios journaled them.
+    """
+    portfolio = cfg.checked_portfolio()
     account = store.trading.get_account()
     trade_start = store.clock_day()
     positions = {p.symbol: float(p.qty) for p in store.trading.get_all_positions()}
@@ -86,7 +93,8 @@ def session_facts(store: AlpacaStore, cfg: PaperConfig) -> dict[str, Any]:
         "trade_start": trade_start.date().isoformat(),
         "history_start": (trade_start - pd.Timedelta(days=cfg.history_days)).date().isoformat(),
         "commission": cfg.commission, "slippage": cfg.slippage,
-        "allocations": cfg.checked_allocations(), "sizing": cfg.sizing.model_dump(mode="json"),
+        "allocations": portfolio.allocations, "portfolio": portfolio_facts(portfolio),
+        "weight_basis": WEIGHT_BASIS, "sizing": cfg.sizing.model_dump(mode="json"),
         "initial_cash": float(account.cash), "initial_positions": positions,
         "replay": store.replay, "created": now_iso(),
     }
@@ -146,8 +154,13 @@ def open_journal(folder: Path, cfg: PaperConfig, session: dict[str, Any],
     return journal
 
 
-def check_resume(session: dict[str, Any], cfg: PaperConfig) -> None:
-    """Refuse a config that differs from the journaled session in a fixed fact."""
+def check_resume(session: dict[str, Any], cfg: PaperConfig, journal: Path) -> None:
+    """Refuse a config that differs from the journaled session in a fixed fact.
+
+    The fixed facts are :data:`FIXED_KEYS` and the portfolio (a session journaled before
+    portfolios has its ``allocations`` as one).  An older session whose held weights were
+    over the account is refused too (:func:`live.session.portfolio.check_weight_basis`).
+    """
     current = {"symbols": list(cfg.symbols), "strategy_id": cfg.strategy_id,
                "horizon": cfg.horizon}
     for key in FIXED_KEYS:
@@ -155,3 +168,10 @@ def check_resume(session: dict[str, Any], cfg: PaperConfig) -> None:
             raise ConfigurationError(f"the config's {key} {current[key]!r} differs from the "
                                      f"session's {session[key]!r}; resume with the same config "
                                      "or use a new --state directory")
+    mine, theirs = (portfolio_facts(cfg.effective_portfolio()),
+                    portfolio_facts(session_portfolio(session)))
+    if mine != theirs:
+        raise ConfigurationError(f"the config's portfolio {mine} differs from the session's "
+                                 f"{theirs}; resume with the same config or use a new --state "
+                                 "directory")
+    check_weight_basis(session, journal, "resume")
