@@ -89,7 +89,7 @@ class BacktestConfig(BaseModel):
     seed: int = Field(42, ge=0, le=2**31 - 1, description="seed of every learner")
     sim: Literal["backtrader", "fast"] = Field(
         "backtrader", description="simulation engine: backtrader (the reference) or fast (its "
-        "numba replay for one symbol, backtests.fastpath)")
+        "numba replay: backtests.fastpath, backtests.fastportfolio)")
     bundle: str | None = Field(None, description="backtest this fixed bundle (out of sample "
                                                   "only) instead of walk-forward vintages")
     out: str = Field("results", description="parent folder of the results directory")

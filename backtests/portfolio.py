@@ -20,6 +20,7 @@ from loguru import logger
 
 from backtests.config import BacktestConfig
 from backtests.engine import run_strategy
+from backtests.fastportfolio import run_fast_portfolio
 from backtests.plan import test_scores
 from backtests.portfolio_results import (
     audit_symbols,
@@ -81,11 +82,12 @@ def run_portfolio(cfg: BacktestConfig, progress: bool = True) -> Path:
         logger.info("backtest {} ({} symbols) {}..{} ({} sessions), horizon {}, {}", label,
                     len(frames), period.dates[0].date(), period.dates[-1].date(),
                     len(period.dates), cfg.horizon, portfolio.mode)
-        analysis = run_strategy(frames, signals, horizon=cfg.horizon,
-                                trade_start=period.dates[0].date(), sizing=cfg.sizing,
-                                cash=cfg.initial_cash, commission=cfg.commission,
-                                slippage=cfg.slippage, allocations=slice_of,
-                                portfolio=portfolio)
+        # --sim fast replays this very run on the numba kernel (backtests.fastportfolio).
+        engine = run_fast_portfolio if cfg.sim == "fast" else run_strategy
+        analysis = engine(frames, signals, horizon=cfg.horizon,
+                          trade_start=period.dates[0].date(), sizing=cfg.sizing,
+                          cash=cfg.initial_cash, commission=cfg.commission,
+                          slippage=cfg.slippage, allocations=slice_of, portfolio=portfolio)
         summary = write_portfolio(pending.scratch, cfg, frames, period, trained, analysis,
                                   slice_of, label)
     logger.info("return {:+.2%} vs equal-weight buy-and-hold {:+.2%}; rank IC {:.4f} "

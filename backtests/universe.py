@@ -55,9 +55,6 @@ def load_universe(cfg: BacktestConfig) -> dict[str, pd.DataFrame]:
     ConfigurationError
         An option that does not apply to a portfolio.
     """
-    if cfg.sim == "fast":
-        raise ConfigurationError("--sim fast replays one symbol; a portfolio (--data A,B,...) "
-                                 "runs on backtrader: drop --sim fast")
     if cfg.bundle is not None:
         raise ConfigurationError("--bundle backtests one symbol; a portfolio (--data A,B,...) "
                                  "trains walk-forward vintages: drop --bundle")
