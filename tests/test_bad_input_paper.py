@@ -151,6 +151,27 @@ def other_allocations(world: World, tmp: Path) -> Case:
                 ("allocations", "ZZZ"), GOOD_KEYS)
 
 
+def pooled_paper(world: World, tmp: Path) -> Case:
+    return Case(paper(world, tmp, tmp / "state", model_scope="pooled"),
+                ("model_scope: pooled", "per_symbol"), GOOD_KEYS)
+
+
+def k_above_symbols_paper(world: World, tmp: Path) -> Case:
+    return Case(paper(world, tmp, tmp / "state", portfolio={"mode": "topk", "k": 2}),
+                ("portfolio.k 2", "1 traded symbols"), GOOD_KEYS)
+
+
+def two_allocations_paper(world: World, tmp: Path) -> Case:
+    return Case(paper(world, tmp, tmp / "state", allocations={"AAA": 1.0},
+                      portfolio={"allocations": {"AAA": 0.5}}),
+                ("allocations and portfolio.allocations differ",), GOOD_KEYS)
+
+
+def other_portfolio_resume(world: World, tmp: Path) -> Case:
+    return Case(paper(world, tmp, journal_copy(world, tmp), portfolio={"max_gross": 0.5}),
+                ("portfolio", "differs from the session"), GOOD_KEYS)
+
+
 def foreign_paper(world: World, tmp: Path) -> Case:
     return Case(paper(world, tmp, foreign_state(tmp)),
                 ("not an ensemble-bt journal", "journal.sqlite"))
@@ -208,6 +229,7 @@ def sizing_key_parity(world: World, tmp: Path) -> Case:
 
 CASES = {f.__name__: f for f in (
     wrong_keys_new, wrong_keys_resume, missing_bundle, invalid_bundle, other_allocations,
+    pooled_paper, k_above_symbols_paper, two_allocations_paper, other_portfolio_resume,
     foreign_paper, random_paper, version_paper, sizing_key_paper,
     version_status,
     version_parity, no_trade_start_parity, sizing_key_parity)}
