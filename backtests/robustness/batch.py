@@ -48,13 +48,17 @@ from backtests.robustness.tasks import (
     simulate_cells,
     train_predictions,
 )
+from backtests.robustness.universe_batch import (
+    PlannedUniverse,
+    plan_universes,
+    simulate_universes,
+    universe_predictions,
+)
+from backtests.robustness.universe_tasks import UNIVERSE_RUN_COLUMNS
+from backtests.robustness.windows import window_period
 from backtests.store import expand_specs
-from ensemble_bt.errors import ConfigurationError
 
 __all__ = ["RobustnessConfig", "load_robustness_config", "run_robustness", "window_period"]
-
-# A dataset covers a year's end when it has a bar in its last week (holidays aside).
-_YEAR_END = (12, 24)
 
 
 @dataclass(frozen=True)
@@ -69,30 +73,9 @@ class Planned:
     key: str
     cache_path: Path
 
-
-def window_period(ohlcv: pd.DataFrame, window: Window, min_train: int, name: str,
-                  ) -> tuple[int, int]:
-    """First and last evaluation bar of ``window``, checking the history it needs.
-
-    Raises
-    ------
-    ConfigurationError
-        The window starts before ``min_train`` bars of history or ends after the data: the
-        message names the dataset, its range and the windows it can hold.
-    """
-    dates = ohlcv.index
-    start = int(dates.searchsorted(pd.Timestamp(window.start_date)))
-    end = int(dates.searchsorted(pd.Timestamp(window.end_date), "right")) - 1
-    last_ok = dates[-1].year - (dates[-1] < pd.Timestamp(dates[-1].year, *_YEAR_END))
-    if start >= min_train and window.last <= last_ok and end > start:
-        return start, end
-    first_ok = dates[min_train - 1].year + 1 if len(dates) >= min_train else None
-    span = (f"windows within {first_ok}:{last_ok} fit" if first_ok and first_ok <= last_ok
-            else "it is too short for that history plus a full year")
-    raise ConfigurationError(
-        f"window {window.label} is outside dataset {name} ({dates[0].date()}..{dates[-1].date()}):"
-        f" evaluation needs min_train={min_train} bars of history before the window and data "
-        f"through its last year; {span}")
+    @property
+    def eval_dates(self) -> pd.DatetimeIndex:
+        return self.ohlcv.index[self.start:]
 
 
 def _load(specs: tuple[str, ...]) -> list[tuple[str, str, pd.DataFrame]]:
@@ -163,17 +146,20 @@ def _simulate(cfg: RobustnessConfig, planned: list[Planned], predictions: list[P
     return [result for batch in batches for result in batch]
 
 
-def _tabulate(cfg: RobustnessConfig, planned: list[Planned], results: list[CellResult],
+def _tabulate(cfg: RobustnessConfig, planned: list[Planned] | list[PlannedUniverse],
+              results: list[CellResult],
               ) -> tuple[pd.DataFrame, list[np.ndarray], list[pd.Series]]:
-    """Rows in grid order (dataset, window, cost, sizing): identical for every engine."""
-    runs = pd.DataFrame([r.row for r in results], columns=list(RUN_COLUMNS))
+    """Rows in grid order (dataset or universe, window, cost, sizing): identical for every
+    engine."""
+    columns = UNIVERSE_RUN_COLUMNS if cfg.universes is not None else RUN_COLUMNS
+    runs = pd.DataFrame([r.row for r in results], columns=list(columns))
     symbols = {s: i for i, s in enumerate(dict.fromkeys(p.symbol for p in planned))}
     windows = {w.label: i for i, w in enumerate(cfg.windows)}
     sizings = {label: i for i, (label, _) in enumerate(cfg.sizing_cells())}
     order = sorted(range(len(runs)), key=lambda i: (
         symbols[runs.at[i, "symbol"]], windows[runs.at[i, "window"]], runs.at[i, "cost"],
         sizings[runs.at[i, "sizing"]]))
-    dates = {(p.symbol, p.window.label): p.ohlcv.index[p.start:] for p in planned}
+    dates = {(p.symbol, p.window.label): p.eval_dates for p in planned}
     equities, returns = [], []
     for i in order:
         eq = results[i].equity
@@ -188,7 +174,7 @@ def _summary(cfg: RobustnessConfig, runs: pd.DataFrame, returns: list[pd.Series]
     stats = overfitting(runs, returns, cfg.pbo_splits)
     summary = {
         "n_cells": len(runs),
-        "grid": {"data": list(dict.fromkeys(runs["symbol"])),
+        "grid": {**_dimension(cfg, runs),
                  "windows": [w.label for w in cfg.windows], "costs": list(cfg.costs),
                  "sizing": [label for label, _ in cfg.sizing_cells()], "sim": cfg.sim,
                  "engine": cfg.engine},
@@ -203,6 +189,15 @@ def _summary(cfg: RobustnessConfig, runs: pd.DataFrame, returns: list[pd.Series]
     return summary, stats.logits
 
 
+def _dimension(cfg: RobustnessConfig, runs: pd.DataFrame) -> dict:
+    """The grid's first dimension: the datasets' symbols, or each universe's data names by
+    its label."""
+    labels = list(dict.fromkeys(runs["symbol"]))
+    if cfg.universes is None:
+        return {"data": labels}
+    return {"universes": dict(zip(labels, (list(u) for u in cfg.universes), strict=True))}
+
+
 def run_robustness(cfg: RobustnessConfig, progress: bool = True) -> Path:
     """Run the grid; returns its results directory.
 
@@ -210,18 +205,24 @@ def run_robustness(cfg: RobustnessConfig, progress: bool = True) -> Path:
     written, so bad input leaves neither a results directory nor cache files.
     """
     began = time.monotonic()
-    planned = plan(cfg)
+    planned = plan_universes(cfg) if cfg.universes is not None else plan(cfg)
     resolve_simulator(cfg.sim)
     n_cells = len(planned) * len(cfg.costs) * len(cfg.sizing_cells())
     workers = max(1, min(cfg.workers or os.cpu_count() or 1, n_cells))
     # the last input check: ray
     executor = make_executor(cfg.engine, workers, progress, cfg.task_timeout)
-    logger.info("robustness: {} datasets x {} windows x {} costs x {} sizings = {} cells, "
-                "{} workers ({})", len(cfg.data), len(cfg.windows), len(cfg.costs),
+    dimension = (f"{len(cfg.universes)} universes (portfolios, on backtrader)"
+                 if cfg.universes is not None else f"{len(cfg.data)} datasets")
+    logger.info("robustness: {} x {} windows x {} costs x {} sizings = {} cells, "
+                "{} workers ({})", dimension, len(cfg.windows), len(cfg.costs),
                 len(cfg.sizing_cells()), n_cells, workers, cfg.engine)
     with executor as pool, results_dir(cfg.out, "robustness") as pending:
-        predictions, trained = _predictions(cfg, planned, pool)
-        results = _simulate(cfg, planned, predictions, pool, workers)
+        if cfg.universes is not None:
+            found, trained = universe_predictions(cfg, planned, pool)
+            results = simulate_universes(cfg, planned, found, pool, workers)
+        else:
+            predictions, trained = _predictions(cfg, planned, pool)
+            results = _simulate(cfg, planned, predictions, pool, workers)
         runs, equities, returns = _tabulate(cfg, planned, results)
         cache = {"hits": len(planned) - trained, "trained": trained, "dir": cfg.cache_dir}
         summary, logits = _summary(cfg, runs, returns, cache, time.monotonic() - began)

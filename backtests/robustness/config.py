@@ -1,4 +1,4 @@
-"""Robustness grid configuration: datasets × windows × costs (× sizing overrides).
+"""Robustness grid configuration: datasets (or universes) × windows × costs (× sizing overrides).
 
 One frozen model, :class:`RobustnessConfig`, holds the grid keys; the model and sizing keys
 it shares with a single backtest live in ``base``, a :class:`~backtests.config.BacktestConfig`
@@ -9,11 +9,8 @@ one-line :class:`~ensemble_bt.errors.ConfigurationError` that names the flag or 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import itertools
 import json
-import math
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -31,6 +28,12 @@ from pydantic import (
 )
 
 from backtests.config import LATER_KEYS, BacktestConfig
+from backtests.robustness.sizing_grid import (
+    parse_sizing_grid,
+    sizing_cells,
+    split_list,
+)
+from backtests.robustness.universes import parse_universes
 from ensemble_bt.errors import ConfigurationError
 from ensemble_bt.yamlio import first_error, read_config, short_repr
 from sizing.config import SizingConfig
@@ -41,7 +44,9 @@ DEFAULT_COSTS = (0.0, 0.0005, 0.001, 0.0025)  # 0, 5, 10 and 25 bps per side
 DEFAULT_CACHE_DIR = ".cache/ensemble-bt/predictions"
 # Keys a robustness config shares with `ensemble-bt backtest` (validated by BacktestConfig).
 MODEL_KEYS = ("horizon", "retrain_every", "min_train", "embargo", "models", "stack", "deep",
-              "seed", "initial_cash", "device", "sizing")
+              "seed", "initial_cash", "device", "sizing", *LATER_KEYS)
+# Keys that apply to universes only (a portfolio's): refused in a grid of one-symbol cells.
+UNIVERSE_KEYS = tuple(LATER_KEYS)
 # The subset that changes walk-forward predictions: the prediction cache is keyed on it.
 PREDICTION_KEYS = ("models", "stack", "deep", "horizon", "retrain_every", "min_train", "embargo",
                    "seed")
@@ -53,8 +58,6 @@ _HINTS = {
 _WINDOW = re.compile(r"^\s*(\d{4})\s*(?::\s*(\d{4})\s*)?$")
 # Years a window may name: pandas timestamps span 1677-2262, and no dataset is older.
 _YEARS = (1800, 2200)
-#: Most sizing configurations one run may hold (the grid is their cartesian product).
-MAX_SIZING_CELLS = 1_000
 #: Seconds one task (a training or a batch of cells) may run before the batch is stopped.
 DEFAULT_TASK_TIMEOUT = 3600.0
 # Characters of a rejected value quoted inside a longer message.
@@ -95,108 +98,15 @@ class Window:
         return date(self.last, 12, 31)
 
 
-def _split(value: Any) -> Any:
-    """A comma-separated string (the CLI form) becomes a list; anything else passes."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return [value]
-    return value
-
-
 def _listed(value: Any, what: str, example: str) -> list[Any]:
     """``value`` as a list (a CLI string split at commas), or a one-line ``ValueError``."""
-    value = _split(value)
+    value = split_list(value)
     if value is None or isinstance(value, list | tuple) and not value:
         raise ValueError(f"the {what} list is empty; give at least one, e.g. {example}")
     if not isinstance(value, list | tuple):
         raise ValueError(f"a {what} list is expected, e.g. {example}; got a "
                          f"{type(value).__name__} ({short_repr(value, _QUOTE)})")
     return list(value)
-
-
-def _grid_number(key: str, value: Any) -> float | int | None:
-    """One value of a sizing grid: a finite number, or null (for the optional keys).
-
-    Command-line values are parsed as plain numbers, never as YAML: a tag such as
-    ``!!python/object`` or an unclosed ``[`` is just text that is not a number.
-    """
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() in ("null", "none", "~"):
-            return None
-        try:
-            value = int(text) if re.fullmatch(r"[+-]?\d{1,18}", text) else float(text)
-        except ValueError:
-            raise ValueError(f"sizing grid value {short_repr(text, _QUOTE)} of {key} is not a "
-                             "number; write KEY=V1,V2 with numbers, e.g. max_long=1.3,1.8"
-                             ) from None
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not math.isfinite(value):
-        raise ValueError(f"sizing grid value {short_repr(value, _QUOTE)} of {key} is not a "
-                         "finite number; e.g. max_long: [1.3, 1.8]")
-    return value
-
-
-def _unknown_sizing_key(key: Any) -> ValueError:
-    close = difflib.get_close_matches(str(key), list(SizingConfig.model_fields), n=1)
-    hint = f"did you mean {close[0]}?" if close else "the keys are in docs/sizing.md"
-    return ValueError(f"sizing grid key {short_repr(key, _QUOTE)} is not a sizing key; {hint}")
-
-
-def _grid_values(key: Any, values: Any) -> tuple[Any, ...]:
-    if not isinstance(key, str) or key not in SizingConfig.model_fields:
-        raise _unknown_sizing_key(key)
-    if isinstance(values, str):
-        values = _split(values)
-    elif not isinstance(values, list | tuple):
-        values = [values]
-    if not values:
-        raise ValueError(f"sizing grid key {key!r} has no values; e.g. {key}=1.3,1.8")
-    # A repeated value would be the same configuration twice, under the same label.
-    return tuple(dict.fromkeys(_grid_number(key, v) for v in values))
-
-
-def _grid_text(text: str) -> dict[str, list[str]]:
-    """``KEY=V1,V2;KEY2=...`` to key -> value texts."""
-    grid: dict[str, list[str]] = {}
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        key, sep, values = part.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"sizing grid entry {short_repr(part, _QUOTE)} is not KEY=V1,V2, "
-                             "e.g. max_long=1.3,1.8")
-        if key in grid:
-            raise ValueError(f"sizing grid key {short_repr(key, _QUOTE)} appears twice; give "
-                             "all its values once, e.g. max_long=1.3,1.8")
-        grid[key] = _split(values)
-    return grid
-
-
-def parse_sizing_grid(value: Any) -> dict[str, tuple[Any, ...]]:
-    """``max_long=1.3,1.8;rebalance_band=0.02,0.05`` (or a YAML mapping) to key -> values.
-
-    Raises
-    ------
-    ValueError
-        A malformed entry, an unknown or repeated key, a value that is not a finite number
-        (or null), or more than :data:`MAX_SIZING_CELLS` combinations; one short line.
-    """
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        value = _grid_text(value)
-    if not isinstance(value, dict):
-        raise ValueError("sizing_grid must map sizing keys to lists of values, e.g. "
-                         f"{{max_long: [1.3, 1.8]}}; got a {type(value).__name__}")
-    out = {str(key): _grid_values(key, values) for key, values in value.items()}
-    n_cells = math.prod(len(values) for values in out.values())
-    if n_cells > MAX_SIZING_CELLS:
-        raise ValueError(f"the sizing grid has {n_cells:,} combinations, more than "
-                         f"{MAX_SIZING_CELLS:,}; split it into several runs")
-    return out
 
 
 class RobustnessConfig(BaseModel):
@@ -208,6 +118,8 @@ class RobustnessConfig(BaseModel):
     base: BacktestConfig = Field(default_factory=BacktestConfig,
                                  description="model and sizing keys shared with backtest")
     data: tuple[str, ...] = Field(DEFAULT_DATA, description="datasets: embedded names or paths")
+    universes: tuple[tuple[str, ...], ...] | None = Field(
+        None, description="portfolios in place of datasets: each a cell dimension")
     windows: tuple[Window, ...] = Field(tuple(Window.parse(w) for w in DEFAULT_WINDOWS),
                                         description="evaluation years START:END, inclusive")
     costs: tuple[float, ...] = Field(DEFAULT_COSTS, description="cost per side, fraction of "
@@ -239,6 +151,11 @@ class RobustnessConfig(BaseModel):
             seen.add(spec)
         return value
 
+    @field_validator("universes", mode="before")
+    @classmethod
+    def _universes(cls, value: Any) -> tuple[tuple[str, ...], ...] | None:
+        return parse_universes(value)
+
     @field_validator("windows", mode="before")
     @classmethod
     def _windows(cls, value: Any) -> tuple[Window, ...]:
@@ -258,7 +175,7 @@ class RobustnessConfig(BaseModel):
         base = info.data.get("base")
         if base is None:  # base failed its own validation, which reports first
             return grid
-        for label, overrides in _sizing_cells(grid):
+        for label, overrides in sizing_cells(grid):
             try:
                 SizingConfig.model_validate({**base.sizing.model_dump(), **overrides})
             except ValidationError as exc:
@@ -278,9 +195,20 @@ class RobustnessConfig(BaseModel):
     def _window_labels(self, windows: tuple[Window, ...]) -> list[str]:
         return [w.label for w in windows]
 
+    @field_serializer("universes")
+    def _universe_lists(self, universes: tuple[tuple[str, ...], ...] | None,
+                        ) -> list[str] | None:
+        return None if universes is None else [",".join(u) for u in universes]
+
+    def _dump(self, **kwargs: Any) -> dict[str, Any]:
+        """``model_dump`` in JSON mode without the cell dimension not in use."""
+        dumped = self.model_dump(mode="json", **kwargs)
+        dumped.pop("universes" if self.universes is None else "data", None)
+        return dumped
+
     def sizing_cells(self) -> list[tuple[str, dict[str, Any]]]:
         """``(label, overrides)`` per sizing configuration; one ``default`` without a grid."""
-        return _sizing_cells(self.sizing_grid)
+        return sizing_cells(self.sizing_grid)
 
     def sizing_for(self, overrides: dict[str, Any]) -> SizingConfig:
         return SizingConfig.model_validate({**self.base.sizing.model_dump(), **overrides})
@@ -291,8 +219,7 @@ class RobustnessConfig(BaseModel):
 
     def config_hash(self) -> str:
         """sha256 of everything that changes results (not out, workers, engine, cache)."""
-        payload = self.model_dump(mode="json", exclude={"out", "workers", "engine", "cache_dir",
-                                                        "task_timeout"})
+        payload = self._dump(exclude={"out", "workers", "engine", "cache_dir", "task_timeout"})
         payload["base"].pop("workers", None)  # the grid's own workers key is excluded above
         for key, default in LATER_KEYS.items():  # as BacktestConfig.config_hash does
             if payload["base"].get(key) == default:
@@ -301,9 +228,10 @@ class RobustnessConfig(BaseModel):
 
     def flat(self) -> dict[str, Any]:
         """The config as one flat YAML mapping, the shape it is read in."""
-        dumped = self.model_dump(mode="json")
+        dumped = self._dump()
         base = dumped.pop("base")
-        return {**dumped, **{k: base[k] for k in MODEL_KEYS}}
+        return {**dumped, **{k: base[k] for k in MODEL_KEYS
+                             if k not in LATER_KEYS or base[k] != LATER_KEYS[k]}}
 
 
 def _cost(item: Any) -> float:
@@ -319,15 +247,6 @@ def _cost(item: Any) -> float:
         raise ValueError(f"cost {short_repr(item, _QUOTE)} must be in [0, 0.1): a fraction of "
                          "notional per side, e.g. 0.0005 for 5 bps")
     return cost
-
-
-def _sizing_cells(grid: dict[str, tuple[Any, ...]]) -> list[tuple[str, dict[str, Any]]]:
-    if not grid:
-        return [("default", {})]
-    keys = list(grid)
-    return [(";".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True)),
-             dict(zip(keys, combo, strict=True)))
-            for combo in itertools.product(*grid.values())]
 
 
 def prediction_hash(cfg: BacktestConfig) -> str:
@@ -361,12 +280,40 @@ def load_robustness_config(path: str | Path | None = None,
             hint = f"use {_HINTS[key]}" if key in _HINTS else \
                 "see configs/robustness.yaml for keys"
             raise ConfigurationError(f"{source}: unknown key '{key}'; {hint}")
+    _check_cell_dimension(raw, source, cli_keys)
     try:
         base = BacktestConfig.model_validate({k: raw[k] for k in MODEL_KEYS if k in raw})
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc, source, cli_keys)) from None
+    if raw.get("universes") is None:
+        for key in (k for k in UNIVERSE_KEYS if getattr(base, k) != LATER_KEYS[k]):
+            raise ConfigurationError(f"{source}: key '{key}' applies to universes (--universes "
+                                     "A,B;C,D); remove it for a grid of one-symbol cells")
     try:
         return RobustnessConfig.model_validate(
             {**{k: v for k, v in raw.items() if k in grid_keys}, "base": base})
     except ValidationError as exc:
         raise ConfigurationError(_describe(exc, source, cli_keys)) from None
+
+
+def _check_cell_dimension(raw: dict[str, Any], source: str, cli_keys: set[str]) -> None:
+    """Universes replace datasets, and run on backtrader: sim defaults to it for them.
+
+    Raises
+    ------
+    ConfigurationError
+        Both ``data`` and ``universes`` set, or ``sim: fast`` with universes.
+    """
+    if raw.get("universes") is None:
+        return
+    def where(key: str) -> str:
+        return f"--{key}" if key in cli_keys else f"key '{key}' of {source}"
+
+    if raw.get("data") is not None:
+        raise ConfigurationError(f"{where('universes')} and {where('data')} are both set; "
+                                 "each universe is a cell in place of a dataset: give one of "
+                                 "them")
+    if raw.get("sim") == "fast":
+        raise ConfigurationError(f"{where('sim')} is fast, which replays one symbol; universes "
+                                 "run on backtrader: drop it or set it to backtrader")
+    raw.setdefault("sim", "backtrader")

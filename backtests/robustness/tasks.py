@@ -10,7 +10,7 @@ Two kinds of task, so that a local process pool and Ray run the same code:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +147,12 @@ def describe_task(fn: Callable[..., Any], args: tuple) -> str:
     if fn is simulate_cells and isinstance(args[0], Group):
         group, cells = args[0], args[1]
         return f"{len(cells)} cells of {group.symbol} {group.window}"
+    if len(args) > 1 and isinstance(args[0], Mapping) and hasattr(args[1], "dates"):
+        dates = args[1].dates  # a universe's training: its frames and portfolio period
+        return f"training {'+'.join(args[0])} for {dates[0].date()}..{dates[-1].date()}"
+    describe = getattr(args[0], "describe", None) if args else None
+    if callable(describe):  # a universe's work names itself
+        return str(describe(*args[1:2]))
     return getattr(fn, "__qualname__", repr(fn))
 
 

@@ -20,9 +20,11 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
         "retrain_every", "models", "bundle", "backtest_sim", "results_out", "seed",
         "portfolio_mode", "top_k", "top_k_dropout", "max_gross", "model_scope", "target",
         "workers", "no_progress")),
-    "robustness": ("datasets x windows x costs (x sizing) grid, in parallel, with DSR and PBO", (
-        "robustness_config", "datasets", "windows", "costs", "sizing_grid", "workers", "engine",
-        "robustness_sim", "results_out", "task_timeout", "no_progress")),
+    "robustness": ("datasets (or universes) x windows x costs (x sizing) grid, in parallel, "
+                   "with DSR and PBO", (
+                       "robustness_config", "datasets", "universes", "windows", "costs",
+                       "sizing_grid", "workers", "engine", "robustness_sim", "results_out",
+                       "task_timeout", "no_progress")),
     "train": ("validate, gate, then fit a production bundle", (
         "train_data", "bundle_out", "train_end", "skip_gate", "train_config", "horizon",
         "retrain_every", "models", "seed", "no_progress")),

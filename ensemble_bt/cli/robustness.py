@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-KEYS = ("data", "windows", "costs", "sizing_grid", "workers", "engine", "sim", "out",
-        "task_timeout")
+KEYS = ("data", "universes", "windows", "costs", "sizing_grid", "workers", "engine", "sim",
+        "out", "task_timeout")
 
 
 def robustness(args: argparse.Namespace) -> int:
