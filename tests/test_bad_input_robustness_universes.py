@@ -31,8 +31,8 @@ FLAGS = {
                             ["--universes", "universes 1 and 2", "once"]),
     "with_data": (["--universes", UNIVERSE, "--data", "ar1.csv"],
                   ["--universes", "--data", "one of them"]),
-    "with_sim_fast": (["--universes", UNIVERSE, "--sim", "fast"],
-                      ["--sim", "fast", "backtrader"]),
+    "with_unknown_sim": (["--universes", UNIVERSE, "--sim", "vectorbt"],
+                         ["--sim", "vectorbt"]),
     "window_outside_a_symbol": (["--universes", UNIVERSE, "--windows", "2099:2100"],
                                 ["2099:2100", "ar1.csv", "fit"]),
 }
@@ -46,7 +46,7 @@ CONFIGS = {
     "universes_and_data": (f"universes: ['{UNIVERSE}']\ndata: [ar1.csv]\n", None,
                            ["bad.yaml", "universes", "data", "one of them"]),
     "universes_mapping": ("universes: {a: 1}\n", "", ["bad.yaml", "universes", "list"]),
-    "sim_fast_in_yaml": ("sim: fast\n", UNIVERSE, ["bad.yaml", "sim", "backtrader"]),
+    "unknown_sim_in_yaml": ("sim: vectorbt\n", UNIVERSE, ["bad.yaml", "sim"]),
 }
 
 

@@ -211,7 +211,7 @@ def run_robustness(cfg: RobustnessConfig, progress: bool = True) -> Path:
     workers = max(1, min(cfg.workers or os.cpu_count() or 1, n_cells))
     # the last input check: ray
     executor = make_executor(cfg.engine, workers, progress, cfg.task_timeout)
-    dimension = (f"{len(cfg.universes)} universes (portfolios, on backtrader)"
+    dimension = (f"{len(cfg.universes)} universes (portfolios)"
                  if cfg.universes is not None else f"{len(cfg.data)} datasets")
     logger.info("robustness: {} x {} windows x {} costs x {} sizings = {} cells, "
                 "{} workers ({})", dimension, len(cfg.windows), len(cfg.costs),

@@ -297,12 +297,12 @@ def load_robustness_config(path: str | Path | None = None,
 
 
 def _check_cell_dimension(raw: dict[str, Any], source: str, cli_keys: set[str]) -> None:
-    """Universes replace datasets, and run on backtrader: sim defaults to it for them.
+    """Universes replace datasets.
 
     Raises
     ------
     ConfigurationError
-        Both ``data`` and ``universes`` set, or ``sim: fast`` with universes.
+        Both ``data`` and ``universes`` set.
     """
     if raw.get("universes") is None:
         return
@@ -313,7 +313,4 @@ def _check_cell_dimension(raw: dict[str, Any], source: str, cli_keys: set[str]) 
         raise ConfigurationError(f"{where('universes')} and {where('data')} are both set; "
                                  "each universe is a cell in place of a dataset: give one of "
                                  "them")
-    if raw.get("sim") == "fast":
-        raise ConfigurationError(f"{where('sim')} is fast, which replays one symbol; universes "
-                                 "run on backtrader: drop it or set it to backtrader")
-    raw.setdefault("sim", "backtrader")
+

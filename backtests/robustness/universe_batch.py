@@ -1,8 +1,9 @@
 """The robustness batch over universes: each (universe, window) trains once, each (cost,
-sizing) cell is a portfolio backtest of the universe on backtrader.
+sizing) cell is a portfolio backtest of the universe, on the grid's ``sim`` (the fast path
+replays backtrader exactly).
 
 A cell equals ``ensemble-bt backtest --data A,B --start FIRST --end LAST --commission COST
---slippage 0`` with the grid's model, sizing and ``portfolio:`` keys: the same signals
+--slippage 0 --sim SIM`` with the grid's model, sizing and ``portfolio:`` keys: the same signals
 (:func:`backtests.portfolio_signals.signals_for`), period
 (:func:`backtests.universe.resolve_portfolio_period`) and engine, fed from cached predictions.
 Predictions are cached per (universe, window, model config): the key covers every symbol's
@@ -67,11 +68,11 @@ class PlannedUniverse:
     def eval_dates(self) -> pd.DatetimeIndex:
         return self.period.dates
 
-    def cell_config(self, base: BacktestConfig) -> BacktestConfig:
-        """The ``backtest --data A,B`` config of this (universe, window)."""
+    def cell_config(self, base: BacktestConfig, sim: str) -> BacktestConfig:
+        """The ``backtest --data A,B --sim SIM`` config of this (universe, window)."""
         return base.model_copy(update={
             "data": ",".join(self.specs), "start": self.period.dates[0].date(),
-            "end": self.period.dates[-1].date(), "sim": "backtrader"})
+            "end": self.period.dates[-1].date(), "sim": sim})
 
 
 def universe_model_hash(base: BacktestConfig, prediction_hash: str) -> str:
@@ -138,7 +139,7 @@ def universe_predictions(cfg: RobustnessConfig, planned: list[PlannedUniverse],
 
 
 def _cells(cfg: RobustnessConfig, p: PlannedUniverse) -> list[Cell]:
-    single = p.cell_config(cfg.base)
+    single = p.cell_config(cfg.base, cfg.sim)
     cells = []
     for cost in cfg.costs:
         for label, overrides in cfg.sizing_cells():
@@ -162,6 +163,6 @@ def simulate_universes(cfg: RobustnessConfig, planned: list[PlannedUniverse],
         group = pool.share(UniverseGroup(p.symbol, p.window.label, p.frames, p.period, preds,
                                          cfg.base.horizon, cfg.base.initial_cash, portfolio,
                                          slices(portfolio, list(p.frames))))
-        tasks += [(group, cells[i:i + size]) for i in range(0, len(cells), size)]
+        tasks += [(group, cells[i:i + size], cfg.sim) for i in range(0, len(cells), size)]
     batches = pool.map(simulate_universe_cells, tasks, desc="cells", unit="batch")
     return [result for batch in batches for result in batch]

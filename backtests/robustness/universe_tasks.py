@@ -4,8 +4,9 @@
   (:func:`backtests.portfolio_signals.signals_for`, per-symbol or pooled, exactly as
   ``backtest --data A,B`` does) and return every symbol's predictions and priors;
 - :func:`simulate_universe_cells`: simulate (cost, sizing) cells of that (universe, window) on
-  backtrader from the cached arrays, and summarise each like the portfolio backtest's
-  ``summary.json`` (:mod:`backtests.portfolio_results`).
+  backtrader or its exact fast path (:mod:`backtests.fastportfolio`) from the cached arrays,
+  and summarise each like the portfolio backtest's ``summary.json``
+  (:mod:`backtests.portfolio_results`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd
 from backtests.config import BacktestConfig
 from backtests.crossmetrics import BASELINES
 from backtests.engine import run_strategy
+from backtests.fastportfolio import run_fast_portfolio
 from backtests.portfolio_results import (
     audit_symbols,
     baseline_panels,
@@ -91,13 +93,16 @@ def _evaluated(frames: Mapping[str, pd.DataFrame], period: PortfolioPeriod,
                          for s, p in zip(frames, each, strict=True)}, index=period.dates)
 
 
-def simulate_universe_cells(group: UniverseGroup, cells: Sequence[Cell]) -> list[CellResult]:
-    """Simulate each cell on backtrader and summarise it as the portfolio backtest does."""
+def simulate_universe_cells(group: UniverseGroup, cells: Sequence[Cell],
+                            sim: str = "fast") -> list[CellResult]:
+    """Simulate each cell on ``sim`` (``fast`` or ``backtrader``) and summarise it as the
+    portfolio backtest does."""
+    engine = run_fast_portfolio if sim == "fast" else run_strategy
     signals = {s: cached_signal(p)
                for s, p in zip(group.frames, group.predictions.each, strict=True)}
     results = []
     for cell in cells:
-        analysis = run_strategy(group.frames, signals, horizon=group.horizon,
+        analysis = engine(group.frames, signals, horizon=group.horizon,
                                 trade_start=group.period.dates[0].date(), sizing=cell.sizing,
                                 cash=group.cash, commission=cell.cost, slippage=0.0,
                                 allocations=group.slices, portfolio=group.portfolio)

@@ -123,7 +123,7 @@ OPTIONS: dict[str, Arg] = {
     "universes": Arg(("--universes",), dict(
         help="portfolios in place of --data: ';'-separated universes of ','-separated "
              "datasets, e.g. 'AAPL,MSFT,IBM,GOOG;SP500,NASDAQ'; each cell is a portfolio "
-             "backtest on backtrader")),
+             "backtest")),
     "windows": Arg(("--windows",), dict(help="comma-separated evaluation years START:END, "
                                              "e.g. 2007:2009,2010:2012")),
     "costs": Arg(("--costs",), dict(help="comma-separated costs per side, fractions of "
