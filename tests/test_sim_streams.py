@@ -446,7 +446,7 @@ def test_cli_sim_server_resumes_from_its_state_directory(walk_csv, tmp_path):
 
     saved = json.loads((state / "sim_state.json").read_text())
     assert status["index"] == saved["index"] == 1
-    assert [o["qty"] for o in orders] == ["2.0"]
+    assert [o["qty"] for o in orders] == ["2"]
     assert saved["orders"][0]["symbol"] == "WALK"
 
 

@@ -26,6 +26,12 @@ def bar_timestamp(day: pd.Timestamp) -> pd.Timestamp:
     return session_time(day, "00:00").tz_convert("UTC")
 
 
+def bar_stamp_texts(days: pd.DatetimeIndex) -> list[str]:
+    """:func:`bar_timestamp` of each of ``days`` as the data API writes it (RFC 3339, UTC)."""
+    stamps = pd.DatetimeIndex(days).normalize().tz_localize(NEW_YORK).tz_convert("UTC")
+    return list(stamps.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
 def align_feeds(feeds: Mapping[str, pd.DataFrame],
                 ) -> tuple[dict[str, pd.DataFrame], pd.DatetimeIndex, int]:
     """Upper-case the symbols and cut every frame to the dates all of them have.

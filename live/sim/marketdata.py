@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from live.sim.bars import NEW_YORK
+from live.sim.bars import NEW_YORK, bar_stamp_texts
 from live.sim.orders import SimRejection
 from live.sim.state import SimState
 
@@ -100,7 +100,7 @@ class BarViews:
         self.bars_served = 0
         stamps = pd.DatetimeIndex(state.calendar).tz_localize(NEW_YORK).tz_convert("UTC")
         self.stamps = stamps
-        self._texts = list(stamps.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        self._texts = bar_stamp_texts(state.calendar)
         self._cache: dict[tuple[str, str, frozenset[str]], dict[str, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ actions
@@ -170,15 +170,20 @@ class BarViews:
 
     def rows(self, symbol: str, positions: np.ndarray, feed: str,
              adjustment: frozenset[str]) -> list[dict[str, Any]]:
-        """The bars at calendar ``positions`` in the data API's short-key form."""
-        cols = {k: v[positions].tolist() for k, v in self.columns(symbol, feed,
-                                                                   adjustment).items()}
-        texts = [self._texts[p] for p in positions.tolist()]
+        """The daily bars at calendar ``positions`` in the data API's short-key form."""
+        cols = {k: v[positions] for k, v in self.columns(symbol, feed, adjustment).items()}
+        return self.render([self._texts[p] for p in positions.tolist()], cols)
+
+    def render(self, texts: list[str], cols: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+        """Bars in the data API's short-key form from their stamps and columns; the volume is
+        a whole number of shares, as Alpaca sends it."""
         self.bars_served += len(texts)
+        volume = np.rint(cols["volume"]).astype(np.int64).tolist()
         return [{"t": t, "o": o, "h": h, "l": lo, "c": c, "v": v, "n": 0, "vw": vw}
-                for t, o, h, lo, c, v, vw in zip(texts, cols["open"], cols["high"], cols["low"],
-                                                 cols["close"], cols["volume"], cols["vw"],
-                                                 strict=True)]
+                for t, o, h, lo, c, v, vw in zip(texts, cols["open"].tolist(),
+                                                 cols["high"].tolist(), cols["low"].tolist(),
+                                                 cols["close"].tolist(), volume,
+                                                 cols["vw"].tolist(), strict=True)]
 
     def visible(self) -> int:
         """How many calendar positions the bars routes may serve: up to the current bar, and

@@ -3,7 +3,8 @@
 :class:`SimOrder` and :class:`SimPosition` are plain records that :class:`live.sim.state.SimState`
 mutates; :class:`SimRejection` is how it refuses a request (the server turns it into Alpaca's
 JSON error).  :func:`fill_price` and :func:`split_quantity` price and split a market order's
-executions; :func:`deterministic_uuid` makes every id the same on every run, so a replay is
+executions (the other order types' daily-bar rules are in :mod:`live.sim.fills`);
+:func:`deterministic_uuid` makes every id the same on every run, so a replay is
 reproducible to the byte.
 """
 
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 OPEN_STATUSES = frozenset({"accepted", "new", "pending_new", "partially_filled"})
-TIME_IN_FORCE = frozenset({"day", "gtc", "opg"})
+TIME_IN_FORCE = frozenset({"day", "gtc", "opg", "cls", "ioc", "fok"})
+ORDER_TYPES = frozenset({"market", "limit", "stop", "stop_limit", "trailing_stop"})
 QTY_DECIMALS = 9
 _NAMESPACE = uuid.UUID("6f1d2c1e-9d4b-5a53-8f0a-2f7c1c8e5a11")
 
@@ -43,10 +45,12 @@ class SimRejection(Exception):
 
 @dataclass
 class SimOrder:
-    """One market order as the simulated broker keeps it.
+    """One order as the simulated broker keeps it.
 
     ``sequence`` is the order's 1-based submission number; ``filled_qty`` is cumulative over
-    its executions.
+    its executions.  ``hwm`` is a trailing stop's high-water mark (low-water mark for a buy)
+    of the closes since submission; ``triggered`` says a stop_limit's stop was hit and it now
+    works as a limit.  ``replaces``/``replaced_by`` link the orders of a replace.
     """
 
     id: str
@@ -66,6 +70,18 @@ class SimOrder:
     failed_at: pd.Timestamp | None = None
     sequence: int = 0
     executions: int = 0
+    order_type: str = "market"
+    limit_price: float | None = None
+    stop_price: float | None = None
+    trail_price: float | None = None
+    trail_percent: float | None = None
+    hwm: float | None = None
+    extended_hours: bool = False
+    triggered: bool = False
+    expired_at: pd.Timestamp | None = None
+    replaced_at: pd.Timestamp | None = None
+    replaced_by: str | None = None
+    replaces: str | None = None
 
     @property
     def is_open(self) -> bool:

@@ -7,7 +7,9 @@
   (alpaca-trade-api) calls; the same bars as ``{"bars": [...], "symbol", "next_page_token"}``.
 
 Both honour ``start``, ``end``, ``limit``, ``sort``, ``feed`` and ``adjustment``
-(:mod:`live.sim.marketdata`) and accept ``asof`` and ``currency`` (no symbol was ever
+(:mod:`live.sim.marketdata`), ``timeframe`` (``1Day``, and ``1Week`` / ``1Month`` built from
+it; intraday ones are refused: :mod:`live.sim.timeframes`) and accept ``asof`` and
+``currency`` (no symbol was ever
 renamed, every price is in USD).  Only bars up to the replay's current one are served, no
 look-ahead; while the next session is under way (``POST /sim/open``) its bar is served too,
 as Alpaca serves today's partial bar.
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,8 +28,10 @@ import pandas as pd
 from aiohttp import web
 
 from live.sim.appkeys import MAX_PAGE_KEY, VIEWS_KEY
+from live.sim.bars import bar_stamp_texts
 from live.sim.marketdata import BarViews, parse_adjustment, parse_feed
 from live.sim.orders import SimRejection
+from live.sim.timeframes import DAY, aggregate, parse_timeframe
 from live.sim.wire import int_param, parse_time
 
 BarKey = tuple[str, pd.Timestamp]
@@ -46,38 +51,58 @@ def _decode_token(token: str) -> BarKey:
 
 
 def _positions(views: BarViews, query: Mapping[str, str]) -> tuple[np.ndarray, bool]:
-    """Calendar positions up to the visible bar whose stamps fall in ``[start, end]``, in
-    the order ``sort`` asks, and whether that order is descending."""
+    """Calendar positions up to the visible bar whose stamps fall in ``[start, end]``,
+    ascending, and whether ``sort`` asks for them descending."""
     stamps = views.stamps[: views.visible()]
     keep = np.ones(len(stamps), dtype=bool)
     if query.get("start"):
         keep &= stamps >= parse_time(query["start"], "start")
     if query.get("end"):
         keep &= stamps <= parse_time(query["end"], "end")
-    positions = np.flatnonzero(keep)
     sort = query.get("sort", "asc")
     if sort not in ("asc", "desc"):
         raise SimRejection(400, 40010000, f"invalid sort: {sort[:20]!r}; asc or desc")
-    return (positions[::-1], True) if sort == "desc" else (positions, False)
+    return np.flatnonzero(keep), sort == "desc"
 
 
-def _after(views: BarViews, positions: np.ndarray, descending: bool, symbol: str,
+@dataclass
+class _Series:
+    """One symbol's bars of the asked timeframe: each bar's date (ascending) and a renderer
+    of the bars at some of those indices."""
+
+    days: pd.DatetimeIndex
+    render: Callable[[np.ndarray], list[dict[str, Any]]]
+
+
+def _series(views: BarViews, symbol: str, positions: np.ndarray, unit: str, feed: str,
+            adjustment: frozenset[str]) -> _Series:
+    calendar = views.state.calendar
+    if unit == DAY:
+        return _Series(calendar[positions],
+                       lambda idx: views.rows(symbol, positions[idx], feed, adjustment))
+    daily = {k: v[positions] for k, v in views.columns(symbol, feed, adjustment).items()}
+    days, cols = aggregate(daily, calendar[positions], unit)
+    texts = bar_stamp_texts(days)
+    return _Series(days, lambda idx: views.render([texts[i] for i in idx.tolist()],
+                                                   {k: v[idx] for k, v in cols.items()}))
+
+
+def _after(order: np.ndarray, days: pd.DatetimeIndex, descending: bool, symbol: str,
            token: BarKey | None) -> np.ndarray:
-    """``positions`` of ``symbol`` that come after the bar the page token names."""
+    """The indices in ``order`` of ``symbol``'s bars after the one the page token names."""
     if token is None or symbol > token[0]:
-        return positions
+        return order
     if symbol < token[0]:
-        return positions[:0]
-    day = views.state.calendar.searchsorted(token[1])
-    return positions[positions < day] if descending else positions[positions > day]
+        return order[:0]
+    chosen = days[order]
+    return order[chosen < token[1]] if descending else order[chosen > token[1]]
 
 
 def bars_page(views: BarViews, symbols: list[str], query: Mapping[str, str], max_page: int,
               ) -> tuple[dict[str, list[dict[str, Any]]], str | None]:
     """One page of bars: ``min(limit, max_page)`` bars over all symbols, and the token of
     the next page (``None`` on the last)."""
-    if query.get("timeframe", "1Day") not in ("1Day", "1D"):
-        raise SimRejection(422, 42210000, f"unsupported timeframe {query.get('timeframe')}")
+    unit = parse_timeframe(query.get("timeframe"))
     feed, adjustment = parse_feed(query.get("feed")), parse_adjustment(query.get("adjustment"))
     limit = min(int_param(query, "limit", 1000), max_page)
     if limit < 1:
@@ -87,15 +112,20 @@ def bars_page(views: BarViews, symbols: list[str], query: Mapping[str, str], max
     page: dict[str, list[dict[str, Any]]] = {}
     last: BarKey | None = None
     for symbol in sorted(set(symbols) & set(views.state.symbols)):
-        wanted = _after(views, positions, descending, symbol, token)
+        if token is not None and symbol < token[0]:
+            continue
+        series = _series(views, symbol, positions, unit, feed, adjustment)
+        order = np.arange(len(series.days))
+        wanted = _after(order[::-1] if descending else order, series.days, descending,
+                        symbol, token)
         if not len(wanted):
             continue
         if limit == 0:
             return page, _encode_token(*last) if last else None
         taken = wanted[:limit]
-        page[symbol] = views.rows(symbol, taken, feed, adjustment)
+        page[symbol] = series.render(taken)
         limit -= len(taken)
-        last = (symbol, views.state.calendar[taken[-1]])
+        last = (symbol, series.days[taken[-1]])
         if len(taken) < len(wanted):
             return page, _encode_token(*last)
     return page, None

@@ -9,6 +9,7 @@ them afterwards, and who is connected, is :class:`live.sim.streams.StreamHub`'s.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -18,12 +19,13 @@ from loguru import logger
 from ensemble_bt import jsonio
 from live.sim.appkeys import HUB_KEY
 from live.sim.streams import (
-    DATA_FEEDS,
     TRADING_STREAM_PATH,
     DataClient,
     StreamHub,
     send_quietly,
+    stream_paths,
 )
+from live.sim.wire import quote
 
 _FRAME_TYPES = (WSMsgType.TEXT, WSMsgType.BINARY)
 
@@ -77,11 +79,26 @@ async def _data_message(hub: StreamHub, client: DataClient, message: Any) -> boo
         await client.send([data_error(401, "not authenticated")])
         return True
     if action in ("subscribe", "unsubscribe"):
-        client.update_subscriptions(request, add=action == "subscribe")
+        try:
+            client.update_subscriptions(request, add=action == "subscribe")
+        except ValueError as exc:
+            logger.debug("sim data stream: bad {} ({})", action, exc)
+            await client.send([data_error(400, "invalid syntax")])
+            return True
         await client.send([client.subscription_message()])
         return True
     await client.send([data_error(400, "invalid syntax")])
     return True
+
+
+async def _header_auth(hub: StreamHub, client: DataClient, request: web.Request) -> bool:
+    """Authenticate by the upgrade request's key headers, as Alpaca allows; ``False`` when
+    the connection must close.  Without the headers the client authenticates in-band."""
+    key_id = request.headers.get("APCA-API-KEY-ID")
+    secret = request.headers.get("APCA-API-SECRET-KEY")
+    if key_id is None and secret is None:
+        return True
+    return await _data_auth(hub, client, {"key": key_id, "secret": secret})
 
 
 async def data_stream(request: web.Request) -> web.WebSocketResponse:
@@ -90,10 +107,13 @@ async def data_stream(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse()
     await ws.prepare(request)
     client = DataClient(ws, binary="msgpack" in request.headers.get("Content-Type", ""),
-                        feed=request.path.rsplit("/", 1)[-1])
+                        feed=request.path.rstrip("/").rsplit("/", 1)[-1])
     hub.sockets.add(ws)
     try:
         await client.send([{"T": "success", "msg": "connected"}])
+        if not await _header_auth(hub, client, request):
+            await ws.close()
+            return ws
         async for message in ws:
             if message.type in _FRAME_TYPES and not await _data_message(hub, client, message):
                 await ws.close()
@@ -105,6 +125,19 @@ async def data_stream(request: web.Request) -> web.WebSocketResponse:
 
 
 # --------------------------------------------------------------------------- trading
+@dataclass
+class _TradingClient:
+    """One trading-stream connection: whether it speaks msgpack and is authorized."""
+
+    ws: web.WebSocketResponse
+    packed: bool = False
+    authorized: bool = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        payload = msgpack.packb(message) if self.packed else jsonio.dumps(message).encode()
+        await send_quietly(self.ws, payload)
+
+
 def _auth_reply(action: str, authorized: bool) -> dict[str, Any]:
     data: dict[str, Any] = {"action": action,
                             "status": "authorized" if authorized else "unauthorized"}
@@ -113,57 +146,76 @@ def _auth_reply(action: str, authorized: bool) -> dict[str, Any]:
     return {"stream": "authorization", "data": data}
 
 
-async def _send_json(ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
-    await send_quietly(ws, jsonio.dumps(message).encode())
+def _trading_error(message: str) -> dict[str, Any]:
+    return {"stream": "error", "data": {"error_message": message}}
 
 
-async def _trading_auth(hub: StreamHub, ws: web.WebSocketResponse,
+def _decode_trading(message: Any) -> tuple[Any, bool]:
+    """A client message and whether it came as msgpack (a binary frame that unpacks to a
+    map); anything else is read as JSON.  ``None`` when it is neither."""
+    if message.type is WSMsgType.BINARY:
+        try:
+            decoded = msgpack.unpackb(message.data)
+        except (ValueError, TypeError, msgpack.UnpackException):
+            decoded = None
+        if isinstance(decoded, dict):
+            return decoded, True
+    try:
+        return json.loads(message.data), False
+    except (ValueError, TypeError):
+        return None, False
+
+
+async def _trading_auth(hub: StreamHub, client: _TradingClient,
                         request: dict[str, Any]) -> bool:
     data = request.get("data") if isinstance(request.get("data"), dict) else {}
     key_id = data.get("key_id", request.get("key"))
     secret = data.get("secret_key", request.get("secret"))
     await hub.auth_pause()
-    authorized = hub.credentials_ok(key_id, secret)
-    if not authorized:
+    client.authorized = hub.credentials_ok(key_id, secret)
+    if not client.authorized:
         logger.warning("sim trading stream: auth failed")
-    await _send_json(ws, _auth_reply("authenticate", authorized))
-    return authorized
+    await client.send(_auth_reply("authenticate", client.authorized))
+    return client.authorized
 
 
-async def _trading_listen(hub: StreamHub, ws: web.WebSocketResponse,
+async def _trading_listen(hub: StreamHub, client: _TradingClient,
                           request: dict[str, Any]) -> None:
-    data = request.get("data") if isinstance(request.get("data"), dict) else {}
-    streams = data.get("streams") or []
-    listening = ["trade_updates"] if "trade_updates" in streams else []
-    hub.stop_listening(ws)
-    if listening:
-        hub.trade_listeners.append(ws)
-    await _send_json(ws, {"stream": "listening", "data": {"streams": listening}})
+    data = request.get("data")
+    streams = data.get("streams", []) if isinstance(data, dict) else None
+    if not isinstance(streams, list) or not all(isinstance(s, str) for s in streams):
+        await client.send(_trading_error("invalid syntax: data.streams must be a list of "
+                                         "stream names"))
+        return
+    hub.stop_listening(client.ws)
+    if "trade_updates" in streams:
+        hub.trade_listeners.append(client.ws)
+    await client.send({"stream": "listening",
+                       "data": {"streams": ["trade_updates"] if "trade_updates" in streams
+                                else []}})
 
 
-async def _trading_message(hub: StreamHub, ws: web.WebSocketResponse, message: Any,
-                           authorized: bool) -> tuple[bool, bool]:
-    """Answer one client message; returns ``(keep_open, authorized)``."""
-    try:
-        request = json.loads(message.data)
-    except (ValueError, TypeError):
-        request = None
+async def _trading_message(hub: StreamHub, client: _TradingClient, message: Any) -> bool:
+    """Answer one client message; ``False`` when the connection must close."""
+    request, client.packed = _decode_trading(message)
+    if client.packed:
+        hub.msgpack_sockets.add(client.ws)
+    else:
+        hub.msgpack_sockets.discard(client.ws)
     if not isinstance(request, dict):
-        await _send_json(ws, {"stream": "error", "data": {"error_message": "invalid syntax"}})
-        return True, authorized
+        await client.send(_trading_error("invalid syntax"))
+        return True
     action = request.get("action")
     if action in ("authenticate", "auth"):
-        ok = await _trading_auth(hub, ws, request)
-        return ok, ok
-    if not authorized:
-        await _send_json(ws, _auth_reply(str(action), False))
-        return False, False
+        return await _trading_auth(hub, client, request)
+    if not client.authorized:
+        await client.send(_auth_reply(str(action), False))
+        return False
     if action == "listen":
-        await _trading_listen(hub, ws, request)
+        await _trading_listen(hub, client, request)
     else:
-        await _send_json(ws, {"stream": "error",
-                              "data": {"error_message": f"unrecognized action {action!r}"}})
-    return True, True
+        await client.send(_trading_error(f"unrecognized action {quote(action)}"))
+    return True
 
 
 async def trading_stream(request: web.Request) -> web.WebSocketResponse:
@@ -172,26 +224,25 @@ async def trading_stream(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse()
     await ws.prepare(request)
     hub.sockets.add(ws)
-    authorized = False
+    client = _TradingClient(ws)
     try:
         async for message in ws:
-            if message.type not in _FRAME_TYPES:
-                continue
-            keep, authorized = await _trading_message(hub, ws, message, authorized)
-            if not keep:
+            if message.type in _FRAME_TYPES and not await _trading_message(hub, client,
+                                                                           message):
                 await ws.close()
                 break
     finally:
         hub.sockets.discard(ws)
+        hub.msgpack_sockets.discard(ws)
         hub.stop_listening(ws)
     return ws
 
 
 def add_stream_routes(app: web.Application) -> None:
     """Register the websocket endpoints and their shutdown hook on ``app``."""
-    for feed in DATA_FEEDS:
-        app.router.add_get(f"/v2/{feed}", data_stream)
-    app.router.add_get(TRADING_STREAM_PATH, trading_stream)
+    for path in stream_paths():
+        is_trading = path.rstrip("/") == TRADING_STREAM_PATH
+        app.router.add_get(path, trading_stream if is_trading else data_stream)
 
     async def close_streams(app: web.Application) -> None:
         await app[HUB_KEY].close_all()

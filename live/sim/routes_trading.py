@@ -9,25 +9,21 @@ error body.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 from aiohttp import web
 
 from live.sim.appkeys import STATE_KEY
 from live.sim.bars import session_time
-from live.sim.orders import SimOrder, SimRejection
-from live.sim.state import SimState
+from live.sim.orders import SimRejection
 from live.sim.wire import (
-    MAX_CLIENT_ORDER_ID,
     account_json,
-    asset_id,
     asset_json,
-    float_field,
-    int_param,
     iso,
-    order_json,
     parse_day,
     position_json,
-    str_field,
+    symbol_of,
 )
 
 
@@ -68,90 +64,43 @@ async def get_calendar(request: web.Request) -> web.Response:
                                "session_close": "2000"} for day in days])
 
 
-def _symbol_of(state: SimState, wanted: str) -> str | None:
-    """The replayed symbol named by ``wanted`` (a symbol or an asset id), else ``None``."""
-    for symbol in state.symbols:
-        if wanted.upper() == symbol or wanted == asset_id(symbol):
-            return symbol
-    return None
-
-
 async def get_asset(request: web.Request) -> web.Response:
     """``GET /v2/assets/{symbol_or_id}``."""
     wanted = request.match_info["symbol"]
-    symbol = _symbol_of(request.app[STATE_KEY], wanted)
+    symbol = symbol_of(request.app[STATE_KEY], wanted)
     if symbol is None:
         raise SimRejection(404, 40410000, f"asset not found for {wanted}")
     return web.json_response(asset_json(symbol))
 
 
-async def post_order(request: web.Request) -> web.Response:
-    """``POST /v2/orders``: market orders only, by ``qty`` or ``notional``."""
-    state = request.app[STATE_KEY]
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise SimRejection(400, 40010000, "request body is not valid JSON") from exc
-    if not isinstance(body, dict):
-        raise SimRejection(400, 40010000, "request body must be a JSON object")
-    if body.get("type", "market") != "market" or body.get("order_class", "simple") != "simple":
-        raise SimRejection(422, 40010001, "only simple market orders are supported")
-    order = state.submit(symbol=str_field(body, "symbol", ""), side=str_field(body, "side", ""),
-                         qty=float_field(body, "qty"), notional=float_field(body, "notional"),
-                         time_in_force=str_field(body, "time_in_force", "day"),
-                         client_order_id=str_field(body, "client_order_id",
-                                                   max_length=MAX_CLIENT_ORDER_ID))
-    return web.json_response(order_json(order))
+#: The values ``GET /v2/assets`` filters accept (Alpaca's); every replayed asset is an
+#: active NASDAQ ``us_equity``, so another accepted value lists nothing.
+_ASSET_FILTERS = {
+    "status": ("active", "inactive"),
+    "asset_class": ("us_equity", "us_option", "crypto"),
+    "exchange": ("AMEX", "ARCA", "BATS", "NYSE", "NASDAQ", "NYSEARCA", "OTC", "CRYPTO"),
+}
 
 
-def _order_matches(order: SimOrder, status: str, symbols: set[str] | None) -> bool:
-    if symbols is not None and order.symbol not in symbols:
-        return False
-    return status == "all" or order.is_open == (status == "open")
+def _asset_wanted(asset: dict, query: Mapping[str, str]) -> bool:
+    """Whether ``asset`` passes the query's filters (``attributes``: any of them)."""
+    for name, allowed in _ASSET_FILTERS.items():
+        value = query.get(name)
+        if value is not None and value not in allowed:
+            raise SimRejection(422, 40010001, f"invalid {name}: {value[:40]!r}; one of "
+                               f"{', '.join(allowed)}")
+        key = "class" if name == "asset_class" else name
+        if value is not None and asset[key] != value:
+            return False
+    attributes = [a for a in query.get("attributes", "").split(",") if a]
+    return not attributes or bool(set(attributes) & set(asset["attributes"]))
 
 
-async def list_orders(request: web.Request) -> web.Response:
-    """``GET /v2/orders`` with ``status`` (open, closed, all), ``limit``, ``direction``."""
-    state, query = request.app[STATE_KEY], request.query
-    status = query.get("status", "open")
-    if status not in ("open", "closed", "all"):
-        raise SimRejection(422, 40010001, f"invalid status: {status}")
-    symbols = {s.upper() for s in query["symbols"].split(",")} if "symbols" in query else None
-    orders = [o for o in state.orders if _order_matches(o, status, symbols)]
-    if query.get("direction", "desc") == "desc":
-        orders.reverse()
-    limit = int_param(query, "limit", 50)
-    if limit < 1:
-        raise SimRejection(422, 42210000, "limit must be positive")
-    orders = orders[:limit]
-    return web.json_response([order_json(order) for order in orders])
-
-
-async def get_order(request: web.Request) -> web.Response:
-    """``GET /v2/orders/{order_id}``."""
-    state = request.app[STATE_KEY]
-    return web.json_response(order_json(state.get_order(request.match_info["order_id"])))
-
-
-async def get_order_by_client_id(request: web.Request) -> web.Response:
-    """``GET /v2/orders:by_client_order_id?client_order_id=...``."""
-    state = request.app[STATE_KEY]
-    client_order_id = request.query.get("client_order_id", "")
-    return web.json_response(order_json(state.get_order_by_client_id(client_order_id)))
-
-
-async def cancel_order(request: web.Request) -> web.Response:
-    """``DELETE /v2/orders/{order_id}``: 204 with no body, like Alpaca."""
-    request.app[STATE_KEY].cancel(request.match_info["order_id"])
-    return web.Response(status=204)
-
-
-async def cancel_all_orders(request: web.Request) -> web.Response:
-    """``DELETE /v2/orders``: a 207 multi-status list, one entry per canceled order."""
-    state = request.app[STATE_KEY]
-    results = [{"id": order.id, "status": 200, "body": order_json(order)}
-               for order in state.cancel_all()]
-    return web.json_response(results, status=207)
+async def list_assets(request: web.Request) -> web.Response:
+    """``GET /v2/assets``: the replayed symbols, filtered by ``status``, ``asset_class``,
+    ``exchange`` and ``attributes``."""
+    assets = [asset_json(symbol) for symbol in request.app[STATE_KEY].symbols]
+    return web.json_response([a for a in assets if _asset_wanted(a, request.query)])
 
 
 async def list_positions(request: web.Request) -> web.Response:
@@ -163,7 +112,7 @@ async def list_positions(request: web.Request) -> web.Response:
 async def get_position(request: web.Request) -> web.Response:
     """``GET /v2/positions/{symbol_or_asset_id}``: 404 when flat or unknown."""
     state = request.app[STATE_KEY]
-    symbol = _symbol_of(state, request.match_info["symbol"])
+    symbol = symbol_of(state, request.match_info["symbol"])
     if symbol is None or not state.position(symbol).qty:
         raise SimRejection(404, 40410000, "position does not exist")
     return web.json_response(position_json(state, symbol))
@@ -174,12 +123,7 @@ def add_trading_routes(app: web.Application) -> None:
     app.router.add_get("/v2/account", get_account)
     app.router.add_get("/v2/clock", get_clock)
     app.router.add_get("/v2/calendar", get_calendar)
+    app.router.add_get("/v2/assets", list_assets)
     app.router.add_get("/v2/assets/{symbol}", get_asset)
-    app.router.add_post("/v2/orders", post_order)
-    app.router.add_get("/v2/orders", list_orders)
-    app.router.add_delete("/v2/orders", cancel_all_orders)
-    app.router.add_get("/v2/orders:by_client_order_id", get_order_by_client_id)
-    app.router.add_get("/v2/orders/{order_id}", get_order)
-    app.router.add_delete("/v2/orders/{order_id}", cancel_order)
     app.router.add_get("/v2/positions", list_positions)
     app.router.add_get("/v2/positions/{symbol}", get_position)

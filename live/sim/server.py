@@ -1,11 +1,12 @@
 """A local Alpaca-protocol server that replays datasets' daily bars.
 
-It speaks the subset of Alpaca's trading REST API (``/v2/account``, ``/v2/orders`` ...), of its
-historical market-data API (``/v2/stocks/bars``, ``/v2/stocks/{symbol}/bars``; see
-:mod:`live.sim.routes_data`) and of its two websockets (``/stream`` for
-trade updates, ``/v2/iex`` for market data; see :mod:`live.sim.streams`) that alpaca-py's
-``TradingClient``, ``StockHistoricalDataClient``, ``TradingStream`` and ``StockDataStream``
-use, so the real clients can be pointed at it with ``url_override``.
+It speaks the subset of Alpaca's trading REST API (``/v2/account``, ``/v2/orders``,
+``/v2/positions``, ``/v2/assets`` ...), of its historical market-data API
+(``/v2/stocks/bars``, ``/v2/stocks/{symbol}/bars``; see :mod:`live.sim.routes_data`) and of
+its two websockets (``/stream`` for trade updates, ``/v2/iex`` for market data; see
+:mod:`live.sim.streams`) that alpaca-py's ``TradingClient``, ``StockHistoricalDataClient``,
+``TradingStream`` and ``StockDataStream`` use, so the real clients can be pointed at it with
+``url_override``; the older alpaca-trade-api's routes (single-symbol bars, ``/stream/``) too.
 
 The replay only moves when told: ``POST /sim/advance`` moves to the next bar, fills open
 market orders at its open (see :class:`live.sim.state.SimState`), pushes the trade updates and
@@ -15,9 +16,9 @@ counts the requests answered.  Failures can be injected with
 session (``POST /sim/open``) are switched on by :mod:`live.sim.routes_control`.
 
 This module assembles the app; the routes are in :mod:`live.sim.routes_trading`,
-:mod:`live.sim.routes_data`, :mod:`live.sim.routes_control` and :mod:`live.sim.routes_streams`,
-the middlewares in :mod:`live.sim.middleware`, and the thread it is served from in
-:mod:`live.aiothread`.
+:mod:`live.sim.routes_positions`, :mod:`live.sim.routes_data`,
+:mod:`live.sim.routes_control` and :mod:`live.sim.routes_streams`, the middlewares in
+:mod:`live.sim.middleware`, and the thread it is served from in :mod:`live.aiothread`.
 
 Examples
 --------
@@ -57,6 +58,8 @@ from live.sim.middleware import (
 )
 from live.sim.routes_control import add_control_routes
 from live.sim.routes_data import add_data_routes
+from live.sim.routes_orders import add_order_routes
+from live.sim.routes_positions import add_position_routes
 from live.sim.routes_streams import add_stream_routes
 from live.sim.routes_trading import add_trading_routes
 from live.sim.state import SimState
@@ -67,6 +70,8 @@ DEFAULT_MAX_PAGE_SIZE = 10_000
 
 def _add_routes(app: web.Application) -> None:
     add_trading_routes(app)
+    add_order_routes(app)
+    add_position_routes(app)
     add_data_routes(app)
     add_control_routes(app)
     add_stream_routes(app)

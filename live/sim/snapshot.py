@@ -27,7 +27,8 @@ from live.sim.wire import QUOTE_LIMIT, quote
 
 STATE_FILE = "sim_state.json"
 SNAPSHOT_VERSION = 1
-_TIME_FIELDS = ("submitted_at", "updated_at", "filled_at", "canceled_at", "failed_at")
+_TIME_FIELDS = ("submitted_at", "updated_at", "filled_at", "canceled_at", "failed_at",
+                "expired_at", "replaced_at")
 
 
 # ------------------------------------------------------------------------ saved shape
@@ -68,10 +69,10 @@ class SavedOrder(BaseModel):
     side: Literal["buy", "sell"]
     qty: _Amount | None
     notional: _Amount | None
-    time_in_force: Literal["day", "gtc", "opg"]  # TIME_IN_FORCE
+    time_in_force: Literal["day", "gtc", "opg", "cls", "ioc", "fok"]  # TIME_IN_FORCE
     submitted_at: _Time
     status: Literal["accepted", "new", "pending_new", "partially_filled", "filled", "canceled",
-                    "rejected"]  # OPEN_STATUSES and the closed ones
+                    "rejected", "expired", "replaced"]  # OPEN_STATUSES and the closed ones
     updated_at: _Time | None = None
     filled_qty: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)] = 0.0
     filled_avg_price: _Amount | None = None
@@ -80,6 +81,19 @@ class SavedOrder(BaseModel):
     failed_at: _Time | None = None
     sequence: _Count = 0
     executions: _Count = 0
+    # Added with the other order types; a snapshot saved before them reads as market orders.
+    order_type: Literal["market", "limit", "stop", "stop_limit", "trailing_stop"] = "market"
+    limit_price: _Amount | None = None
+    stop_price: _Amount | None = None
+    trail_price: _Amount | None = None
+    trail_percent: _Amount | None = None
+    hwm: _Amount | None = None
+    extended_hours: Annotated[bool, Field(strict=True)] = False
+    triggered: Annotated[bool, Field(strict=True)] = False
+    expired_at: _Time | None = None
+    replaced_at: _Time | None = None
+    replaced_by: _Text | None = None
+    replaces: _Text | None = None
 
     def to_order(self) -> SimOrder:
         """The :class:`~live.sim.orders.SimOrder` this saved order describes."""

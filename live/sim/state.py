@@ -26,9 +26,10 @@ import pandas as pd
 from loguru import logger
 
 from live.sim.bars import align_feeds, session_time
+from live.sim.fills import SESSION_TIMES, Bar, evaluate, next_hwm, trailing_stop_price
+from live.sim.order_rules import check_order, replacement_fields
 from live.sim.orders import (
     QTY_DECIMALS,
-    TIME_IN_FORCE,
     SimOrder,
     SimPosition,
     SimRejection,
@@ -174,7 +175,8 @@ class SimState:
     def _estimated_cost(self, order: SimOrder) -> float:
         if order.notional is not None:
             return order.notional
-        return float(order.qty or 0.0) * self.price(order.symbol)
+        price = order.limit_price or order.stop_price or self.price(order.symbol)
+        return float(order.qty or 0.0) * price
 
     def _sellable_qty(self, symbol: str) -> float:
         pending = sum(float(order.qty or 0.0) for order in self.orders
@@ -197,48 +199,53 @@ class SimState:
         raise SimRejection(404, 40410000, "order not found")
 
     def submit(self, symbol: str, side: str, qty: float | None, notional: float | None,
-               time_in_force: str = "day", client_order_id: str | None = None) -> SimOrder:
-        """Queue a market order to fill at the next bar's open; records a ``new`` event.
+               time_in_force: str = "day", client_order_id: str | None = None, *,
+               order_type: str = "market", limit_price: float | None = None,
+               stop_price: float | None = None, trail_price: float | None = None,
+               trail_percent: float | None = None, extended_hours: bool = False) -> SimOrder:
+        """Queue an order to work from the next bar (see :mod:`live.sim.fills`); records a
+        ``new`` event.  A market order fills at the next bar's open.
 
         Raises
         ------
         SimRejection
-            422 for a malformed order or a duplicate ``client_order_id``, 403 for insufficient
-            buying power or quantity, 404 for an unknown symbol.
+            422 for a malformed order (:func:`live.sim.order_rules.check_order`), an unknown
+            symbol or a duplicate ``client_order_id``, 403 for insufficient buying power or
+            quantity.
         """
         symbol = symbol.upper()
-        self._check_order_fields(symbol, side, qty, notional, time_in_force)
+        if symbol not in self.feeds:
+            raise SimRejection(422, 40010001, f"asset not found: {symbol}")
         sequence = len(self.orders) + 1
         client_order_id = client_order_id or deterministic_uuid("client", str(sequence))
-        if any(order.client_order_id == client_order_id for order in self.orders):
-            self.duplicate_submissions += 1
-            raise SimRejection(422, 40010001, "client_order_id must be unique")
         order = SimOrder(id=deterministic_uuid("order", f"{sequence}:{client_order_id}"),
                          client_order_id=client_order_id, symbol=symbol, side=side,
                          qty=qty, notional=notional, time_in_force=time_in_force,
-                         submitted_at=self.now, updated_at=self.now, sequence=sequence)
+                         submitted_at=self._submission_time(sequence),
+                         updated_at=self._submission_time(sequence), sequence=sequence,
+                         order_type=order_type, limit_price=limit_price, stop_price=stop_price,
+                         trail_price=trail_price, trail_percent=trail_percent,
+                         extended_hours=extended_hours)
+        check_order(order)
+        self._check_unique(client_order_id)
+        if order.order_type == "trailing_stop":
+            order.hwm = self.price(symbol)
         self._check_funds(order)
         self.orders.append(order)
         self._record("new", order, self.now)
-        logger.debug("sim order {} {} {} qty={} notional={}", order.client_order_id, side,
-                     symbol, qty, notional)
+        logger.debug("sim order {} {} {} {} qty={} notional={}", order.client_order_id,
+                     order_type, side, symbol, qty, notional)
         return order
 
-    def _check_order_fields(self, symbol: str, side: str, qty: float | None,
-                            notional: float | None, time_in_force: str) -> None:
-        if symbol not in self.feeds:
-            raise SimRejection(404, 40410000, f"asset not found: {symbol}")
-        if side not in ("buy", "sell"):
-            raise SimRejection(422, 40010001, f"invalid side: {side}")
-        if time_in_force not in TIME_IN_FORCE:
-            raise SimRejection(422, 40010001, f"unsupported time_in_force: {time_in_force}")
-        if (qty is None) == (notional is None):
-            raise SimRejection(422, 40010001, "exactly one of qty or notional is required")
-        amount = qty if qty is not None else notional
-        if amount is None or not amount > 0:
-            raise SimRejection(422, 40010001, "qty or notional must be positive")
-        if side == "sell" and notional is not None:
-            raise SimRejection(422, 40010001, "notional sell orders are not supported")
+    def _submission_time(self, sequence: int) -> pd.Timestamp:
+        """The close plus ``sequence`` microseconds: each order's time is its own, so paging
+        ``GET /v2/orders`` by ``until`` neither skips nor repeats one."""
+        return self.now + pd.Timedelta(microseconds=sequence)
+
+    def _check_unique(self, client_order_id: str) -> None:
+        if any(order.client_order_id == client_order_id for order in self.orders):
+            self.duplicate_submissions += 1
+            raise SimRejection(422, 40010001, "client_order_id must be unique")
 
     def _check_funds(self, order: SimOrder) -> None:
         if order.side == "buy" and self._estimated_cost(order) > self.buying_power():
@@ -269,14 +276,56 @@ class SimState:
         """Cancel every open order and return them."""
         return [self.cancel(order.id) for order in self.orders if order.is_open]
 
+    def replace(self, order_id: str, qty: float | None = None,
+                time_in_force: str | None = None, limit_price: float | None = None,
+                stop_price: float | None = None, trail: float | None = None,
+                client_order_id: str | None = None) -> SimOrder:
+        """Replace an open order as Alpaca does: the old one becomes ``replaced`` and a new
+        one, with the given fields changed, ``replaces`` it.  Records ``replaced`` then ``new``.
+
+        Raises
+        ------
+        SimRejection
+            404 for an unknown order, 422 when it is closed or notional, a price its type does
+            not use, or the new order is malformed; 403 when funds do not cover it.
+        """
+        old = self.get_order(order_id)
+        if not old.is_open or old.notional is not None:
+            raise SimRejection(422, 42210000, f"order is not replaceable (status {old.status}"
+                               f"{', notional' if old.notional is not None else ''})")
+        sequence = len(self.orders) + 1
+        client_order_id = client_order_id or deterministic_uuid("client", str(sequence))
+        new = dataclasses.replace(
+            old, **replacement_fields(old, qty, time_in_force, limit_price, stop_price, trail),
+            id=deterministic_uuid("order", f"{sequence}:{client_order_id}"),
+            client_order_id=client_order_id, sequence=sequence, replaces=old.id,
+            submitted_at=self._submission_time(sequence),
+            updated_at=self._submission_time(sequence))
+        check_order(new)
+        self._check_unique(client_order_id)
+        status, old.status = old.status, "pending_replace"  # its reservation is released
+        try:
+            self._check_funds(new)
+        finally:
+            old.status = status
+        old.status, old.replaced_by = "replaced", new.id
+        old.replaced_at = old.updated_at = self.now
+        self._record("replaced", old, self.now)
+        self.orders.append(new)
+        self._record("new", new, self.now)
+        return new
+
     # ----------------------------------------------------------------- replay
     def advance(self) -> list[SimOrder]:
-        """Move to the next bar, then fill or reject every open order in submission order.
+        """Move to the next bar, then work every open order in submission order.
+
+        Market orders fill at the open; the other types follow :mod:`live.sim.fills`.
 
         Returns
         -------
         list of SimOrder
-            The orders that got an execution or were rejected on the new bar.
+            The orders that got an execution, were rejected, expired or were canceled on the
+            new bar.
 
         Raises
         ------
@@ -288,12 +337,15 @@ class SimState:
         self.last_equity = self.equity
         self.index += 1
         self.session_open = False
-        touched = [order for order in self.orders if order.is_open]
-        for order in touched:
+        touched = []
+        for order in [order for order in self.orders if order.is_open]:
             if self._rejects(order):
                 self._reject(order)
-            else:
+            elif order.order_type == "market" and order.time_in_force != "cls":
                 self._fill(order)
+            elif not self._work(order):
+                continue
+            touched.append(order)
         logger.debug("sim advanced to {} ({} orders done)", self.current_day.date(),
                      len(touched))
         return touched
@@ -315,8 +367,43 @@ class SimState:
         for number, qty in enumerate(parts, start=1):
             self._execute(order, qty, price, final=number == len(parts), total=total)
 
+    def _work(self, order: SimOrder) -> bool:
+        """Apply :func:`live.sim.fills.evaluate` to an order that is not a plain market one;
+        whether it filled or closed."""
+        row = self.bar(order.symbol)
+        bar = Bar(*(float(row[name]) for name in ("open", "high", "low", "close")))
+        stop = order.stop_price
+        if order.order_type == "trailing_stop":
+            stop = trailing_stop_price(order.side, float(order.hwm or bar.open),
+                                       order.trail_price, order.trail_percent)
+        outcome = evaluate(bar, side=order.side, order_type=order.order_type,
+                           time_in_force=order.time_in_force, slippage=self.slippage,
+                           limit_price=order.limit_price, stop_price=stop,
+                           triggered=order.triggered)
+        order.triggered = outcome.triggered
+        when = session_time(self.current_day, SESSION_TIMES[outcome.at])
+        if outcome.action == "rest":
+            if order.hwm is not None:
+                order.hwm = next_hwm(order.side, order.hwm, bar.close)
+            return False
+        if outcome.action == "fill":
+            total = float(order.qty or 0.0)
+            parts = split_quantity(total, self.partial_fills and order.time_in_force != "fok")
+            for number, qty in enumerate(parts, start=1):
+                self._execute(order, qty, float(outcome.price or 0.0),
+                              final=number == len(parts), total=total, when=when)
+            return True
+        order.status = "expired" if outcome.action == "expire" else "canceled"
+        order.updated_at = when
+        if outcome.action == "expire":
+            order.expired_at = when
+        else:
+            order.canceled_at = when
+        self._record(order.status, order, when)
+        return True
+
     def _execute(self, order: SimOrder, qty: float, price: float, *, final: bool,
-                 total: float) -> None:
+                 total: float, when: pd.Timestamp | None = None) -> None:
         """Apply one execution to cash, position and order, and record its event."""
         position = self.positions[order.symbol]
         value = qty * price
@@ -331,7 +418,7 @@ class SimState:
             position.qty -= qty
         if abs(position.qty) < _EPSILON:
             position.qty = position.cost_basis = 0.0
-        when = session_time(self.current_day, "09:30")
+        when = when or session_time(self.current_day, "09:30")
         order.executions += 1
         order.filled_qty = total if final else round(order.filled_qty + qty, QTY_DECIMALS)
         order.filled_avg_price = price

@@ -8,8 +8,10 @@ Two endpoints, speaking what alpaca-py's clients speak (their conversations are 
   alpaca-py does), JSON text otherwise.  One authenticated connection per account, like
   Alpaca: a second one gets error 406 and is closed.  Bars on ``/v2/sip`` carry the SIP
   feed's volume (:func:`live.sim.marketdata.feed_volume`), as the REST bars do.
-- ``GET /stream``: the trading stream (``TradingStream``).  JSON in binary frames, like
-  Alpaca's paper endpoint; ``trade_updates`` carries :attr:`SimState.events`.
+- ``GET /stream`` (and ``/stream/``, where alpaca-trade-api connects): the trading stream
+  (``TradingStream``).  JSON in binary frames, like Alpaca's paper endpoint, or msgpack
+  frames for a client that writes msgpack; ``trade_updates`` carries
+  :attr:`SimState.events`.
 
 :class:`StreamHub` owns the open connections.  The REST handlers call
 :meth:`StreamHub.publish_events` after every change to the event log and
@@ -32,7 +34,7 @@ from live.sim.bars import bar_timestamp
 from live.sim.faults import FaultInjector
 from live.sim.marketdata import feed_volume
 from live.sim.state import SimState
-from live.sim.wire import bar_json, trade_update_json
+from live.sim.wire import bar_json, trade_update_json, volume_int
 
 DATA_FEEDS = ("iex", "sip", "test")
 TRADING_STREAM_PATH = "/stream"
@@ -94,16 +96,27 @@ class DataClient:
                 "cancelErrors": lists["trades"]}
 
     def update_subscriptions(self, request: dict[str, Any], add: bool) -> None:
-        """Apply a ``subscribe`` (``add``) or ``unsubscribe`` message."""
+        """Apply a ``subscribe`` (``add``) or ``unsubscribe`` message.
+
+        Raises
+        ------
+        ValueError
+            A channel's value is neither a symbol nor a list of symbols (``"bars": 123``);
+            nothing is applied then.
+        """
+        wanted: dict[str, set[str]] = {}
         for channel in _SUBSCRIBABLE:
             symbols = request.get(channel) or []
             if isinstance(symbols, str):
                 symbols = [symbols]
-            wanted = {str(s).strip().upper() for s in symbols if str(s).strip()}
+            if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+                raise ValueError(f"{channel} must be a list of symbols")
+            wanted[channel] = {s.strip().upper() for s in symbols if s.strip()}
+        for channel, chosen in wanted.items():
             if add:
-                self.subscriptions[channel] |= wanted
+                self.subscriptions[channel] |= chosen
             else:
-                self.subscriptions[channel] -= wanted
+                self.subscriptions[channel] -= chosen
 
     def wants(self, channel: str, symbol: str) -> bool:
         """Whether ``symbol`` is subscribed on ``channel`` (``*`` subscribes every symbol)."""
@@ -129,6 +142,8 @@ class StreamHub:
         The one authenticated market-data connection.
     trade_listeners : list of aiohttp.web.WebSocketResponse
         Authenticated trading-stream connections listening to ``trade_updates``.
+    msgpack_sockets : set of aiohttp.web.WebSocketResponse
+        Trading-stream connections that speak msgpack rather than JSON.
     bars_sent : int
         Bar messages sent over market-data connections so far.
     stream_dropped : bool
@@ -144,6 +159,7 @@ class StreamHub:
         self.sockets: set[web.WebSocketResponse] = set()
         self.data_client: DataClient | None = None
         self.trade_listeners: list[web.WebSocketResponse] = []
+        self.msgpack_sockets: set[web.WebSocketResponse] = set()
         self.bars_sent = 0
         self.stream_dropped = False
         self.drops = 0
@@ -182,9 +198,11 @@ class StreamHub:
             while self._published < len(self.state.events):
                 event = self.state.events[self._published]
                 self._published += 1
-                payload = jsonio.dumps(trade_update_json(event)).encode()
+                message = trade_update_json(event)
+                payloads = {False: jsonio.dumps(message).encode(),
+                            True: msgpack.packb(message)}
                 for ws in list(self.trade_listeners):
-                    if not await send_quietly(ws, payload):
+                    if not await send_quietly(ws, payloads[ws in self.msgpack_sockets]):
                         self.stop_listening(ws)
 
     def stop_listening(self, ws: web.WebSocketResponse) -> None:
@@ -198,7 +216,7 @@ class StreamHub:
         messages = []
         for symbol in self.state.symbols:
             row = bar_json(day, self.state.bar(symbol))
-            row["v"] = feed_volume(client.feed, row["v"])
+            row["v"] = volume_int(feed_volume(client.feed, row["v"]))
             messages += [stream_bar(symbol, row, stamp, kind)
                          for channel, kind in _BAR_CHANNELS if client.wants(channel, symbol)]
         return messages
@@ -242,6 +260,16 @@ class StreamHub:
                 for ws in sockets], timeout=_CLOSE_TIMEOUT)
 
 
+def stream_paths() -> list[str]:
+    """Every websocket path: the trading stream and each feed, with and without a trailing
+    slash (alpaca-trade-api's ``TradingStream`` connects to ``/stream/``)."""
+    bare = [TRADING_STREAM_PATH, *(f"/v2/{feed}" for feed in DATA_FEEDS)]
+    return bare + [f"{path}/" for path in bare]
+
+
+_STREAM_PATHS = frozenset(stream_paths())
+
+
 def is_stream_path(path: str) -> bool:
     """Whether ``path`` is one of the websocket endpoints (auth happens in-band there)."""
-    return path == TRADING_STREAM_PATH or path in {f"/v2/{feed}" for feed in DATA_FEEDS}
+    return path in _STREAM_PATHS

@@ -11,11 +11,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from aiohttp import web
 
 from live.sim.bars import bar_timestamp, session_time
-from live.sim.orders import SimOrder, SimRejection, deterministic_uuid
+from live.sim.orders import QTY_DECIMALS, SimOrder, SimRejection, deterministic_uuid
 from live.sim.state import SimState
 
 ACCOUNT_ID = deterministic_uuid("account", "sim")
@@ -44,8 +45,25 @@ def rfc3339_utc(stamp: pd.Timestamp) -> str:
 
 
 def num(value: float | None) -> str | None:
-    """A number as Alpaca's trading API sends it: a string (``None`` stays ``None``)."""
-    return None if value is None else repr(float(value))
+    """A number as Alpaca's trading API sends it: a decimal string (``None`` stays ``None``).
+
+    The shortest text that reads back as the same float, never in exponent form and without
+    a trailing ``.0``: ``10.0`` is ``'10'``, ``1e-05`` is ``'0.00001'`` (Alpaca's decimals).
+    Prices and amounts keep every digit, so a client's sums match the server's.
+    """
+    if value is None:
+        return None
+    text = np.format_float_positional(float(value), trim="-")
+    return "0" if text == "-0" else text
+
+
+def qty_num(value: float | None) -> str | None:
+    """A quantity as Alpaca sends it: at most :data:`QTY_DECIMALS` decimals, no trailing zeros.
+
+    The rounding drops the float noise that sums of fills leave (``32.973982107000005`` is
+    ``'32.973982107'``), so ``int(position.qty)`` works for whole shares.
+    """
+    return None if value is None else num(round(float(value), QTY_DECIMALS))
 
 
 def quote(value: Any) -> str:
@@ -154,6 +172,14 @@ def asset_id(symbol: str) -> str:
     return deterministic_uuid("asset", symbol)
 
 
+def symbol_of(state: SimState, wanted: str) -> str | None:
+    """The replayed symbol named by ``wanted`` (a symbol or an asset id), else ``None``."""
+    for symbol in state.symbols:
+        if wanted.upper() == symbol or wanted == asset_id(symbol):
+            return symbol
+    return None
+
+
 def asset_json(symbol: str) -> dict[str, Any]:
     """A replayed symbol as Alpaca's asset object."""
     return {"id": asset_id(symbol), "class": "us_equity",
@@ -171,15 +197,18 @@ def order_json(order: SimOrder) -> dict[str, Any]:
         "id": order.id, "client_order_id": order.client_order_id,
         "created_at": iso(order.submitted_at), "updated_at": iso(order.updated_at),
         "submitted_at": iso(order.submitted_at), "filled_at": iso(order.filled_at),
-        "expired_at": None, "expires_at": None, "canceled_at": iso(order.canceled_at),
-        "failed_at": iso(order.failed_at), "replaced_at": None, "replaced_by": None,
-        "replaces": None, "asset_id": asset_id(order.symbol), "symbol": order.symbol,
-        "asset_class": "us_equity", "notional": num(order.notional), "qty": num(order.qty),
-        "filled_qty": num(order.filled_qty), "filled_avg_price": num(order.filled_avg_price),
-        "order_class": "", "order_type": "market", "type": "market", "side": order.side,
-        "position_intent": intent, "time_in_force": order.time_in_force, "limit_price": None,
-        "stop_price": None, "status": order.status, "extended_hours": False, "legs": None,
-        "trail_percent": None, "trail_price": None, "hwm": None, "source": "sim",
+        "expired_at": iso(order.expired_at), "expires_at": None,
+        "canceled_at": iso(order.canceled_at), "failed_at": iso(order.failed_at),
+        "replaced_at": iso(order.replaced_at), "replaced_by": order.replaced_by,
+        "replaces": order.replaces, "asset_id": asset_id(order.symbol), "symbol": order.symbol,
+        "asset_class": "us_equity", "notional": num(order.notional), "qty": qty_num(order.qty),
+        "filled_qty": qty_num(order.filled_qty), "filled_avg_price": num(order.filled_avg_price),
+        "order_class": "", "order_type": order.order_type, "type": order.order_type,
+        "side": order.side, "position_intent": intent, "time_in_force": order.time_in_force,
+        "limit_price": num(order.limit_price), "stop_price": num(order.stop_price),
+        "status": order.status, "extended_hours": order.extended_hours, "legs": None,
+        "trail_percent": num(order.trail_percent), "trail_price": num(order.trail_price),
+        "hwm": num(order.hwm), "source": "sim",
     }
 
 
@@ -203,6 +232,12 @@ def account_json(state: SimState) -> dict[str, Any]:
     }
 
 
+def held_for_orders(state: SimState, symbol: str) -> float:
+    """Shares of ``symbol`` that open sell orders hold (not available to another sale)."""
+    return sum(float(order.qty or 0.0) for order in state.orders
+               if order.is_open and order.side == "sell" and order.symbol == symbol)
+
+
 def position_json(state: SimState, symbol: str) -> dict[str, Any]:
     """The open position in ``symbol``, valued at the current close."""
     holding = state.position(symbol)
@@ -212,21 +247,27 @@ def position_json(state: SimState, symbol: str) -> dict[str, Any]:
     return {
         "asset_id": asset_id(symbol), "symbol": symbol,
         "exchange": "NASDAQ", "asset_class": "us_equity", "asset_marginable": True,
-        "avg_entry_price": num(holding.avg_entry_price), "qty": num(qty), "side": "long",
+        "avg_entry_price": num(holding.avg_entry_price), "qty": qty_num(qty), "side": "long",
         "market_value": num(qty * price), "cost_basis": num(holding.cost_basis),
         "unrealized_pl": num(unrealized), "unrealized_plpc": num(plpc),
         "unrealized_intraday_pl": num(qty * (price - last_close)),
         "unrealized_intraday_plpc": num(price / last_close - 1.0),
         "current_price": num(price), "lastday_price": num(last_close),
-        "change_today": num(price / last_close - 1.0), "qty_available": num(qty),
+        "change_today": num(price / last_close - 1.0),
+        "qty_available": qty_num(qty - held_for_orders(state, symbol)),
     }
+
+
+def volume_int(volume: float) -> int:
+    """A bar's volume as Alpaca sends it: a whole number of shares."""
+    return int(round(volume))
 
 
 def bar_json(day: pd.Timestamp, row: pd.Series) -> dict[str, Any]:
     """One daily bar in the data API's short-key form; ``vw`` is the typical price."""
     high, low, close = float(row["high"]), float(row["low"]), float(row["close"])
     return {"t": rfc3339_utc(bar_timestamp(day)), "o": float(row["open"]),
-            "h": high, "l": low, "c": close, "v": float(row["volume"]), "n": 0,
+            "h": high, "l": low, "c": close, "v": volume_int(float(row["volume"])), "n": 0,
             "vw": (high + low + close) / 3.0}
 
 
@@ -241,7 +282,8 @@ def trade_update_json(event: dict[str, Any]) -> dict[str, Any]:
                             "timestamp": iso(event["timestamp"])}
     if event.get("execution_id") is not None:
         data.update(execution_id=event["execution_id"], price=num(event["price"]),
-                    qty=num(event["qty"]), position_qty=num(event["position_qty"]))
+                    qty=qty_num(event["qty"]),
+                    position_qty=qty_num(event["position_qty"]))
     return {"stream": "trade_updates", "data": data}
 
 
