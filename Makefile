@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test test-fast bench lint clean
+.PHONY: demo test test-fast bench lint clean chromium
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ $(VENV)/.bench: $(VENV)/.dev
 	$(PIP) install -q -e '.[dev,deep,distributed,bench]'
 	touch $@
 
-test: $(VENV)/.dev
+# The page tests drive Debian's headless Chromium (tests/browser.py).
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: $(VENV)/.dev chromium
 	$(PY) -m pytest -q
 
 # The loop while working: slow pipelines, TensorFlow, grids and kill tests left out.

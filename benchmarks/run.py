@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULES = ("benchmarks.bench_strategy", "benchmarks.bench_stacking", "benchmarks.bench_latency",
            "benchmarks.bench_robustness", "benchmarks.bench_pool", "benchmarks.bench_deep",
            "benchmarks.bench_store", "benchmarks.bench_panel",
-           "benchmarks.bench_portfolio")
+           "benchmarks.bench_portfolio", "benchmarks.bench_dashboard")
 PACKAGES = ("backtrader", "numpy", "pandas", "numba", "vectorbt", "ray")
 
 

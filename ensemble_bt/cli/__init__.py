@@ -19,14 +19,14 @@ from typing import Any
 
 from loguru import logger
 
-from ensemble_bt.cli import backtest, data, paper, robustness, sim
+from ensemble_bt.cli import backtest, data, paper, report, robustness, sim
 from ensemble_bt.cli.arguments import build_parser
 from ensemble_bt.errors import EnsembleBTError, StopError
 
 HANDLERS: dict[str, Callable[[Any], int]] = {
     "datasets": backtest.datasets, "backtest": backtest.backtest, "train": backtest.train,
     "robustness": robustness.robustness, "paper": paper.paper, "parity": paper.parity,
-    "sim-server": sim.sim_server, "data": data.data,
+    "sim-server": sim.sim_server, "data": data.data, "report": report.report,
 }
 
 

@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
                   "paper_action", "paper_config", "replay", "replay_from", "max_bars",
                   "paper_bundle", "paper_state", "http")),
     "parity": ("replay a paper session through the backtester", ("state_dir",)),
+    "report": ("write RESULTS_DIR/index.html: every run inside, sortable, with equity curves",
+               ("results_dir",)),
     "sim-server": ("local Alpaca-protocol server replaying daily bars (REST and websockets)", (
         "sim_data", "sim_from", "port", "host", "sim_state", "cash", "sim_commission",
         "sim_slippage", "partial_fills", "drop_stream_after", "drop_stream_every",

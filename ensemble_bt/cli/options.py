@@ -162,6 +162,10 @@ OPTIONS: dict[str, Arg] = {
                                   "ENSEMBLE_BT_HTTP_TOKEN)")),
     "state_dir": Arg(("state_dir",), dict(help="a session directory written by "
                                                 "`ensemble-bt paper`")),
+    # report
+    "results_dir": Arg(("results_dir",), dict(help="a folder of runs (the --out of backtest, "
+                                                   "robustness or paper); index.html is "
+                                                   "written there")),
     # sim-server
     "sim_data": Arg(("--data",), dict(action="append", required=True, metavar="D",
                                       help="embedded name, CSV/Parquet path or "

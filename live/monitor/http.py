@@ -1,7 +1,9 @@
 """An optional, read-only HTTP view of a paper state directory.
 
-Two routes, GET only; nothing here places, changes or cancels an order:
+GET only; nothing here places, changes or cancels an order:
 
+- ``GET /`` and ``GET /dashboard.json``: the page a person leaves open, and the panels its
+  script refreshes (:mod:`live.monitor.page`);
 - ``GET /status``: :func:`live.monitor.status.read_status` as JSON;
 - ``GET /decision?symbol=S``: :func:`live.monitor.status.latest_decision`, the journal's
   latest decision for ``S``, the bundle that made it and the breaker state of the last
@@ -46,6 +48,7 @@ from ensemble_bt.errors import ConfigurationError, StopError
 from live.aiothread import RunningServer, parse_address
 from live.monitor.bearer import check_binding, make_auth_middleware
 from live.monitor.hostguard import hosts_from_env, make_host_guard, parse_allowed_hosts
+from live.monitor.page import add_page_routes
 from live.monitor.replies import error_json, json_errors
 from live.monitor.status import latest_decision, read_status
 
@@ -102,6 +105,7 @@ def build_app(state_dir: Path, token: str | None = None, *,
     # allow_head=False: GET is the only method served, everything else is 405.
     app.router.add_get("/status", get_status, allow_head=False)
     app.router.add_get("/decision", get_decision, allow_head=False)
+    add_page_routes(app, Path(state_dir))
     return app
 
 
