@@ -81,10 +81,8 @@ def _equity_frame(raw: pd.DataFrame) -> pd.DataFrame:
     if raw.empty:
         return pd.DataFrame(columns=["equity", "high_water", "drawdown", "trips"],
                             index=pd.DatetimeIndex([], name="date"))
-    trips = [int(loads(text).get("trips", 0)) if isinstance(text, str) else 0
-             for text in raw["breaker"]]
     out = raw[["equity", "high_water", "drawdown"]].astype(float)
-    out["trips"] = trips
+    out["trips"] = raw["trips"].fillna(0).astype(int).to_numpy()
     out.index = pd.DatetimeIndex(pd.to_datetime(raw["date"]), name="date")
     return out
 
@@ -97,10 +95,10 @@ def read_journal_tables(path: Path) -> tuple[pd.DataFrame, dict[str, Any], list,
         raise DataError(f"{path}: cannot read the journal ({exc})") from None
     try:
         with journal.snapshot():
-            equity = _equity_frame(journal.equity_frame())
+            equity = _equity_frame(journal.equity_trips())
             session = journal.get_meta("session") or {}
-            decisions = _records(journal.decisions_frame().tail(LAST_ROWS), DECISION_COLUMNS)
-            orders = _records(pd.DataFrame(journal.orders()[-LAST_ROWS:]), ORDER_COLUMNS)
+            decisions = _records(journal.last_decisions(LAST_ROWS), DECISION_COLUMNS)
+            orders = _records(pd.DataFrame(journal.last_orders(LAST_ROWS)), ORDER_COLUMNS)
             bundles = journal.bundles()
     except sqlite3.Error as exc:
         raise DataError(f"{path}: cannot read the journal ({exc})") from None

@@ -350,6 +350,18 @@ class Journal:
         """Every decision, in the order they were decided."""
         return pd.read_sql_query("SELECT * FROM decisions ORDER BY date, rowid", self.db)
 
+    def last_decisions(self, n: int) -> pd.DataFrame:
+        """The last ``n`` decisions, in the order they were decided (the page's table)."""
+        return pd.read_sql_query(
+            "SELECT * FROM (SELECT rowid AS k, * FROM decisions ORDER BY date DESC, rowid DESC "
+            "LIMIT ?) ORDER BY date, k", self.db, params=(int(n),)).drop(columns="k")
+
+    def last_orders(self, n: int) -> list[dict[str, Any]]:
+        """The last ``n`` orders journaled, oldest first."""
+        rows = self.db.execute("SELECT * FROM (SELECT rowid AS k, * FROM orders ORDER BY rowid "
+                               "DESC LIMIT ?) ORDER BY k", (int(n),))
+        return [{key: r[key] for key in r.keys() if key != "k"} for r in rows]
+
     def orders_frame(self) -> pd.DataFrame:
         """Every order as parity and ``orders.csv`` read it: what was decided, and filled.
 
@@ -364,3 +376,11 @@ class Journal:
     def equity_frame(self) -> pd.DataFrame:
         """The account row of every decided bar, oldest first (``breaker`` as JSON text)."""
         return pd.read_sql_query("SELECT * FROM equity ORDER BY date", self.db)
+
+    def equity_trips(self) -> pd.DataFrame:
+        """:meth:`equity_frame` with the breaker's trip count (``trips``) in place of its
+        JSON, read by SQLite (the page reads every bar's row on each new bar)."""
+        return pd.read_sql_query(
+            "SELECT date, equity, high_water, drawdown, "
+            "CAST(COALESCE(json_extract(breaker, '$.trips'), 0) AS INTEGER) AS trips "
+            "FROM equity ORDER BY date", self.db)
