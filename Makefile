@@ -26,7 +26,7 @@ $(VENV)/.bench: $(VENV)/.dev
 
 # The page tests drive Debian's headless Chromium (tests/browser.py).
 chromium:
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 test: $(VENV)/.dev chromium
 	$(PY) -m pytest -q

@@ -157,9 +157,9 @@ OPTIONS: dict[str, Arg] = {
     "paper_state": Arg(("--state",), dict(help="state directory (default: the config's "
                                                "state_dir); a new one starts a session, one "
                                                "with a journal resumes it")),
-    "http": Arg(("--http",), dict(metavar="HOST:PORT", help="serve read-only GET /status and "
-                                  "GET /decision?symbol=S (non-loopback needs "
-                                  "ENSEMBLE_BT_HTTP_TOKEN)")),
+    "http": Arg(("--http",), dict(metavar="HOST:PORT", help="serve read-only the page at GET /, "
+                                  "GET /status and GET /decision?symbol=S (non-loopback "
+                                  "needs ENSEMBLE_BT_HTTP_TOKEN)")),
     "state_dir": Arg(("state_dir",), dict(help="a session directory written by "
                                                 "`ensemble-bt paper`")),
     # report
