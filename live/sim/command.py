@@ -45,6 +45,7 @@ from live.aiothread import HOSTNAME, RunningServer, is_loopback
 from live.alpaca.keys import KEY_ENV, SECRET_ENV, credentials_from_env
 from live.sim.appkeys import ADVANCE_HOOKS_KEY, STATE_KEY
 from live.sim.faults import SimFaults
+from live.sim.params import QUOTE_LIMIT, quote
 from live.sim.server import build_app, serve
 from live.sim.snapshot import (
     STATE_FILE,
@@ -55,7 +56,6 @@ from live.sim.snapshot import (
     write_snapshot,
 )
 from live.sim.state import SimState
-from live.sim.wire import QUOTE_LIMIT, quote
 
 DEFAULT_KEY_ID, DEFAULT_SECRET = "sim-key", "sim-secret"
 

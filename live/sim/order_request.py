@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from live.sim.orders import SimRejection
-from live.sim.wire import MAX_CLIENT_ORDER_ID, float_field, quote, str_field
+from live.sim.params import MAX_CLIENT_ORDER_ID, float_field, quote, str_field
 
 _INVALID = 40010001
 

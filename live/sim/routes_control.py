@@ -21,7 +21,8 @@ from aiohttp import web
 
 from live.sim.appkeys import ADVANCE_HOOKS_KEY, HUB_KEY, REQUESTS_KEY, STATE_KEY, VIEWS_KEY
 from live.sim.orders import SimRejection
-from live.sim.wire import advance_json, float_field, status_json, str_field
+from live.sim.params import float_field, str_field
+from live.sim.wire import advance_json, status_json
 
 
 async def post_advance(request: web.Request) -> web.Response:

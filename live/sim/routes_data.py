@@ -31,8 +31,8 @@ from live.sim.appkeys import MAX_PAGE_KEY, VIEWS_KEY
 from live.sim.bars import bar_stamp_texts
 from live.sim.marketdata import BarViews, parse_adjustment, parse_feed
 from live.sim.orders import SimRejection
+from live.sim.params import int_param, parse_time
 from live.sim.timeframes import DAY, aggregate, parse_timeframe
-from live.sim.wire import int_param, parse_time
 
 BarKey = tuple[str, pd.Timestamp]
 

@@ -23,7 +23,8 @@ from aiohttp import web
 from live.sim.appkeys import STATE_KEY
 from live.sim.order_request import parse_order_body, parse_replace_body
 from live.sim.orders import SimOrder, SimRejection
-from live.sim.wire import int_param, order_json, parse_time, quote
+from live.sim.params import int_param, parse_time, quote
+from live.sim.wire import order_json
 
 MAX_LIST_LIMIT = 500
 _CHOICES = {"status": ("open", "closed", "all"), "direction": ("asc", "desc"),

@@ -21,8 +21,9 @@ from aiohttp import web
 
 from live.sim.appkeys import STATE_KEY
 from live.sim.orders import QTY_DECIMALS, SimOrder, SimRejection
+from live.sim.params import float_field, quote
 from live.sim.state import SimState
-from live.sim.wire import float_field, held_for_orders, order_json, quote, symbol_of
+from live.sim.wire import held_for_orders, order_json, symbol_of
 
 
 def _percentage_qty(held: float, percentage: float) -> float:

@@ -18,6 +18,7 @@ from loguru import logger
 
 from ensemble_bt import jsonio
 from live.sim.appkeys import HUB_KEY
+from live.sim.params import quote
 from live.sim.streams import (
     TRADING_STREAM_PATH,
     DataClient,
@@ -25,7 +26,6 @@ from live.sim.streams import (
     send_quietly,
     stream_paths,
 )
-from live.sim.wire import quote
 
 _FRAME_TYPES = (WSMsgType.TEXT, WSMsgType.BINARY)
 

@@ -1,7 +1,8 @@
 """The trading REST routes of the local Alpaca-protocol server (``/v2/account`` ...).
 
-What alpaca-py's ``TradingClient`` calls: account, clock, calendar, assets, market orders
-(by ``qty`` or ``notional``) and positions.  Each handler reads or changes the replay
+What alpaca-py's ``TradingClient`` reads: account, clock, calendar, assets and positions.
+Orders are served by :mod:`live.sim.routes_orders`, and closing a position by
+:mod:`live.sim.routes_positions`.  Each handler reads the replay
 (:class:`live.sim.state.SimState`) and answers with :mod:`live.sim.wire`'s JSON; a refusal is
 a :class:`~live.sim.orders.SimRejection` that :mod:`live.sim.middleware` turns into Alpaca's
 error body.
@@ -17,14 +18,8 @@ from aiohttp import web
 from live.sim.appkeys import STATE_KEY
 from live.sim.bars import session_time
 from live.sim.orders import SimRejection
-from live.sim.wire import (
-    account_json,
-    asset_json,
-    iso,
-    parse_day,
-    position_json,
-    symbol_of,
-)
+from live.sim.params import parse_day
+from live.sim.wire import account_json, asset_json, iso, position_json, symbol_of
 
 
 async def get_account(request: web.Request) -> web.Response:

@@ -22,8 +22,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from ensemble_bt.errors import ConfigurationError
 from ensemble_bt.jsonio import dumps, loads, write_text_atomic
 from live.sim.orders import SimOrder, SimPosition
+from live.sim.params import QUOTE_LIMIT, quote
 from live.sim.state import SimState
-from live.sim.wire import QUOTE_LIMIT, quote
 
 STATE_FILE = "sim_state.json"
 SNAPSHOT_VERSION = 1

@@ -2,8 +2,11 @@
 
 No web code lives here.  :mod:`live.sim.server` turns this state into Alpaca's JSON and
 :mod:`live.sim.streams` broadcasts its event log.  The records it keeps (:class:`SimOrder`,
-:class:`SimPosition`) and the fill arithmetic are in :mod:`live.sim.orders`, the calendar and
-session times in :mod:`live.sim.bars`, and saving and resuming a replay in
+:class:`SimPosition`) and the market-order fill arithmetic are in :mod:`live.sim.orders`, the
+other order types' daily-bar rules in :mod:`live.sim.fills`, and working those orders on each
+bar (resting, triggering, trailing marks, expiry) and replacing an order in
+:mod:`live.sim.working`.  The calendar and session times are in :mod:`live.sim.bars`, an
+order's cross-field rules in :mod:`live.sim.order_rules`, and saving and resuming a replay in
 :mod:`live.sim.snapshot`.
 
 The simulated time sits *after the close* of the current bar: a strategy decides on the close
@@ -25,9 +28,9 @@ from typing import Any
 import pandas as pd
 from loguru import logger
 
+from live.sim import working
 from live.sim.bars import align_feeds, session_time
-from live.sim.fills import SESSION_TIMES, Bar, evaluate, next_hwm, trailing_stop_price
-from live.sim.order_rules import check_order, replacement_fields
+from live.sim.order_rules import check_order
 from live.sim.orders import (
     QTY_DECIMALS,
     SimOrder,
@@ -289,31 +292,8 @@ class SimState:
             404 for an unknown order, 422 when it is closed or notional, a price its type does
             not use, or the new order is malformed; 403 when funds do not cover it.
         """
-        old = self.get_order(order_id)
-        if not old.is_open or old.notional is not None:
-            raise SimRejection(422, 42210000, f"order is not replaceable (status {old.status}"
-                               f"{', notional' if old.notional is not None else ''})")
-        sequence = len(self.orders) + 1
-        client_order_id = client_order_id or deterministic_uuid("client", str(sequence))
-        new = dataclasses.replace(
-            old, **replacement_fields(old, qty, time_in_force, limit_price, stop_price, trail),
-            id=deterministic_uuid("order", f"{sequence}:{client_order_id}"),
-            client_order_id=client_order_id, sequence=sequence, replaces=old.id,
-            submitted_at=self._submission_time(sequence),
-            updated_at=self._submission_time(sequence))
-        check_order(new)
-        self._check_unique(client_order_id)
-        status, old.status = old.status, "pending_replace"  # its reservation is released
-        try:
-            self._check_funds(new)
-        finally:
-            old.status = status
-        old.status, old.replaced_by = "replaced", new.id
-        old.replaced_at = old.updated_at = self.now
-        self._record("replaced", old, self.now)
-        self.orders.append(new)
-        self._record("new", new, self.now)
-        return new
+        return working.replace(self, order_id, qty, time_in_force, limit_price, stop_price,
+                               trail, client_order_id)
 
     # ----------------------------------------------------------------- replay
     def advance(self) -> list[SimOrder]:
@@ -343,7 +323,7 @@ class SimState:
                 self._reject(order)
             elif order.order_type == "market" and order.time_in_force != "cls":
                 self._fill(order)
-            elif not self._work(order):
+            elif not working.work(self, order):
                 continue
             touched.append(order)
         logger.debug("sim advanced to {} ({} orders done)", self.current_day.date(),
@@ -366,41 +346,6 @@ class SimState:
         parts = split_quantity(total, self.partial_fills)
         for number, qty in enumerate(parts, start=1):
             self._execute(order, qty, price, final=number == len(parts), total=total)
-
-    def _work(self, order: SimOrder) -> bool:
-        """Apply :func:`live.sim.fills.evaluate` to an order that is not a plain market one;
-        whether it filled or closed."""
-        row = self.bar(order.symbol)
-        bar = Bar(*(float(row[name]) for name in ("open", "high", "low", "close")))
-        stop = order.stop_price
-        if order.order_type == "trailing_stop":
-            stop = trailing_stop_price(order.side, float(order.hwm or bar.open),
-                                       order.trail_price, order.trail_percent)
-        outcome = evaluate(bar, side=order.side, order_type=order.order_type,
-                           time_in_force=order.time_in_force, slippage=self.slippage,
-                           limit_price=order.limit_price, stop_price=stop,
-                           triggered=order.triggered)
-        order.triggered = outcome.triggered
-        when = session_time(self.current_day, SESSION_TIMES[outcome.at])
-        if outcome.action == "rest":
-            if order.hwm is not None:
-                order.hwm = next_hwm(order.side, order.hwm, bar.close)
-            return False
-        if outcome.action == "fill":
-            total = float(order.qty or 0.0)
-            parts = split_quantity(total, self.partial_fills and order.time_in_force != "fok")
-            for number, qty in enumerate(parts, start=1):
-                self._execute(order, qty, float(outcome.price or 0.0),
-                              final=number == len(parts), total=total, when=when)
-            return True
-        order.status = "expired" if outcome.action == "expire" else "canceled"
-        order.updated_at = when
-        if outcome.action == "expire":
-            order.expired_at = when
-        else:
-            order.canceled_at = when
-        self._record(order.status, order, when)
-        return True
 
     def _execute(self, order: SimOrder, qty: float, price: float, *, final: bool,
                  total: float, when: pd.Timestamp | None = None) -> None:
