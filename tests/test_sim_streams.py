@@ -1,4 +1,4 @@
-"""The local server's websockets, fault switches and CLI, driven by the real alpaca-py clients.
+"""The local server's websockets and fault switches, driven by the real alpaca-py clients.
 
 Streams run in daemon threads the way a live feed runs them; everything listens on 127.0.0.1.
 """
@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import json
 import queue
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import msgpack
@@ -34,13 +31,12 @@ from alpaca.trading.stream import TradingStream
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from backtests.synthetic import random_walk, write_csv
+from backtests.synthetic import random_walk
 from live.aiothread import RunningServer
 from live.sim.appkeys import HUB_KEY, INJECTOR_KEY
 from live.sim.faults import SimFaults
 from live.sim.server import build_app, serve
 from live.sim.streams import StreamHub
-from tests.conftest import REPO, popen_cli, run_cli
 
 KEY, SECRET = "stream-key", "stream-secret"
 HEADERS = {"APCA-API-KEY-ID": KEY, "APCA-API-SECRET-KEY": SECRET}
@@ -393,109 +389,3 @@ def test_auth_delay_holds_back_both_streams_auth_replies():
     assert reply == [{"T": "success", "msg": "authenticated"}]
     assert trading_reply["data"]["status"] == "authorized"
     assert data_wait >= delay and trading_wait >= delay
-
-
-@pytest.mark.parametrize("field, value", [("drop_stream_after", -1), ("auth_delay", -0.5),
-                                          ("error_rate", 1.5), ("error_status", 404),
-                                          ("reject_every", 0)])
-def test_fault_switches_refuse_values_out_of_range(field, value):
-    with pytest.raises(ValueError, match=field):
-        SimFaults(**{field: value})
-
-
-# -------------------------------------------------------------------------------- CLI
-@pytest.fixture(scope="module")
-def walk_csv(tmp_path_factory) -> Path:
-    return write_csv(random_walk(n=30, seed=5), tmp_path_factory.mktemp("sim") / "walk.csv")
-
-
-@contextmanager
-def cli_server(*args: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    proc = popen_cli(["sim-server", *args, "--port", "0"], cwd=REPO,
-                     env={"APCA_API_KEY_ID": KEY, "APCA_API_SECRET_KEY": SECRET},
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("http://127.0.0.1:"), proc.stderr.read()
-        yield proc, line.split()[0]
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
-
-
-def test_cli_sim_server_serves_the_real_client_and_exits_0_on_sigint(walk_csv):
-    with cli_server("--data", str(walk_csv)) as (proc, url):
-        account = TradingClient(KEY, SECRET, paper=True, url_override=url).get_account()
-
-    assert float(account.cash) == 100_000.0
-    assert proc.returncode == 0, proc.stderr.read()
-
-
-@pytest.mark.slow
-def test_cli_sim_server_resumes_from_its_state_directory(walk_csv, tmp_path):
-    state = tmp_path / "state"
-    with cli_server("--data", str(walk_csv), "--state", str(state)) as (_, url):
-        requests.post(f"{url}/sim/advance", headers=HEADERS, timeout=5).raise_for_status()
-        TradingClient(KEY, SECRET, paper=True, url_override=url).submit_order(
-            MarketOrderRequest(symbol="WALK", qty=2, side=OrderSide.BUY,
-                               time_in_force=TimeInForce.DAY))
-    with cli_server("--data", str(walk_csv), "--state", str(state)) as (_, url):
-        status = requests.get(f"{url}/sim/status", headers=HEADERS, timeout=5).json()
-        orders = requests.get(f"{url}/v2/orders", headers=HEADERS, timeout=5).json()
-
-    saved = json.loads((state / "sim_state.json").read_text())
-    assert status["index"] == saved["index"] == 1
-    assert [o["qty"] for o in orders] == ["2"]
-    assert saved["orders"][0]["symbol"] == "WALK"
-
-
-@pytest.mark.parametrize("args, needle", [
-    (("--data", "NOPE"), "unknown dataset"),
-    (("--data", "{csv}", "--from", "2030-01-01"), "--from"),
-    (("--data", "{csv}", "--commission", "-0.1"), "--commission"),
-    (("--data", "{csv}", "--error-rate", "2"), "--error-rate"),
-    (("--data", "{csv}", "--error-status", "404"), "--error-status"),
-    (("--data", "{csv}", "--drop-stream-after", "-1"), "--drop-stream-after"),
-])
-def test_cli_sim_server_bad_input_exits_2_with_one_line(walk_csv, args, needle):
-    proc = run_cli("sim-server", *(a.format(csv=walk_csv) for a in args), "--port", "0",
-                   cwd=REPO, timeout=60)
-
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("ensemble-bt: error:"), proc.stderr
-    assert needle in lines[0]
-
-
-def test_cli_sim_server_refuses_a_port_in_use(walk_csv, sim):
-    proc = run_cli("sim-server", "--data", str(walk_csv), "--port", str(sim.server.port),
-                   cwd=REPO, timeout=60)
-
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-    assert "--port" in lines[0]
-
-
-def test_cli_sim_server_refuses_state_saved_with_other_data(walk_csv, tmp_path):
-    state = tmp_path / "state"
-    state.mkdir()
-    (state / "sim_state.json").write_text(json.dumps({"version": 1, "symbols": ["WALK"],
-                                                      "start": None, "data_sha256": "0" * 64}))
-
-    proc = run_cli("sim-server", "--data", str(walk_csv), "--state", str(state), "--port", "0",
-                   cwd=REPO, timeout=60)
-
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-    assert "data_sha256" in lines[0] and "sim_state.json" in lines[0]
-
-
-def test_bars_before_the_first_advance_end_at_the_start_date(sim):
-    data = StockHistoricalDataClient(KEY, SECRET, url_override=sim.server.url)
-
-    bars = data.get_stock_bars(StockBarsRequest(symbol_or_symbols=["AAA", "BBB"],
-                                                timeframe=TimeFrame.Day,
-                                                start=datetime(1999, 1, 1, tzinfo=UTC)))
-
-    assert {s: len(b) for s, b in bars.data.items()} == {"AAA": START + 1, "BBB": START + 1}
