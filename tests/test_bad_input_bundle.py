@@ -46,6 +46,23 @@ def _replace(name: str, content: Callable[[Path], bytes]) -> Callable[[Path], No
     return replace
 
 
+def xgb_child_outside_the_tree(bundle: Path) -> bytes:
+    """The first tree's root sends its left branch to node 2**31 - 1: XGBoost loads that, then
+    a prediction reads past the tree and the process dies of SIGSEGV."""
+    raw = bytearray((bundle / "xgb.ubj").read_bytes())
+    at = raw.index(b"left_children[$l#L") + len(b"left_children[$l#L") + 8  # past the count
+    raw[at:at + 4] = (2**31 - 1).to_bytes(4, "big")
+    return bytes(raw)
+
+
+def lgbm_parameter_line_edited(bundle: Path) -> bytes:
+    """One ':' of the parameters section typed as '=': LightGBM's Python package dies of
+    SIGSEGV reading it back on load."""
+    text = (bundle / "lgbm.txt").read_text()
+    assert "[min_data_in_bin: " in text
+    return text.replace("[min_data_in_bin: ", "[min_data_in_bin= ", 1).encode()
+
+
 def stack_edited_and_unlisted(bundle: Path) -> None:
     """The issue's case: weights set to [-50, 0] and stack.json dropped from the manifest."""
     state = json.loads((bundle / "stack.json").read_text())
@@ -80,6 +97,12 @@ CASES = {
     "lgbm.txt replaced by other text, hash updated": (
         _replace("lgbm.txt", lambda b: b"tree\nversion=v4\nend of trees\n"),
         ["lgbm.txt", "not a readable LightGBM model"]),
+    "xgb.ubj with a child outside its tree, hash updated": (
+        _replace("xgb.ubj", xgb_child_outside_the_tree),
+        ["xgb.ubj", "not a readable XGBoost model", "node 0 points outside the tree"]),
+    "lgbm.txt that crashes LightGBM, hash updated": (
+        _replace("lgbm.txt", lgbm_parameter_line_edited),
+        ["lgbm.txt", "not a readable LightGBM model", "SIGSEGV"]),
     "a manifest nested 100000 deep": (
         lambda b: (b / MANIFEST).write_text("[" * 100_000), ["manifest.json", "nested"]),
     "NaN in the manifest": (nan_in_manifest, ["manifest.json", "NaN", "retrain"]),

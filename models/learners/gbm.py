@@ -24,13 +24,16 @@ from models.learners.base import (
     _as_matrix,
     brief,
 )
+from models.learners.probe import check_native
 
 T = TypeVar("T")
 _XGB_PREFIX = re.compile(r"^\[[\d:]+\] \S+?:\d+: ")
 
 
 def load_xgb_booster(raw: bytes) -> xgb.Booster:
-    """An XGBoost booster from the bytes of its saved model (UBJSON or JSON)."""
+    """An XGBoost booster from the bytes of its saved model (UBJSON or JSON), read first in a
+    child process (:func:`models.learners.probe.check_native`)."""
+    check_native("xgboost", raw)
     booster = xgb.Booster()
     try:
         booster.load_model(bytearray(raw))
@@ -40,12 +43,12 @@ def load_xgb_booster(raw: bytes) -> xgb.Booster:
 
 
 def load_lgbm_booster(raw: bytes) -> lgb.Booster:
-    """A LightGBM booster from the bytes of its text model."""
+    """A LightGBM booster from the bytes of its text model, read first in a child process
+    (:func:`models.learners.probe.check_native`)."""
     text = raw.decode("utf-8")
-    # LightGBM aborts the whole process, past any exception handler, on a tree cut short:
-    # refuse a model text that does not reach its end first.
     if "\nend of trees" not in text:
         raise ValueError("no 'end of trees' line: cut short, or not a LightGBM model")
+    check_native("lightgbm", raw)
     return lgb.Booster(model_str=text)
 
 

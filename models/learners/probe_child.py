@@ -1,0 +1,181 @@
+"""Read one native model in a throwaway process: the child half of :mod:`models.learners.probe`.
+
+Run as ``python -I -S probe_child.py`` with a JSON header line on standard input (``kind``,
+``library``: the path of the shared library the parent loaded, ``size``), then the model's
+bytes.  It imports nothing beyond the standard library and calls the library's C API through
+``ctypes``, so it starts in a few tens of milliseconds.  It answers one line on standard output:
+
+- ``ok``: the library read the model, its trees point only inside themselves, and it predicted
+  on a few rows;
+- ``error <text>``: the library refused the model with an error of its own, which the parent's
+  own load reports again;
+- ``bad <text>``: the library read it, but its trees are inconsistent (a child outside the
+  tree, a node reached twice, a split on a feature the model lacks).
+
+A crash, an abort or a hang answers nothing: the parent reads that as the verdict.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import random
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+MAX_FEATURES = 100_000  # beyond any model this project writes; a corrupt count stops here
+PROBE_ROWS = 64
+
+
+class Refused(Exception):
+    """The library returned an error code."""
+
+
+class Inconsistent(Exception):
+    """The model loaded but its trees do not hold together."""
+
+
+def probe_rows(n_features: int) -> Any:
+    """Row-major float rows: random values at several scales, then zeros and large values."""
+    rng = random.Random(0)
+    values = [rng.gauss(0.0, 10.0 ** rng.randint(-3, 3)) for _ in range(PROBE_ROWS * n_features)]
+    values += [0.0] * n_features + [1e30] * n_features + [-1e30] * n_features
+    return (ctypes.c_float * len(values))(*values), PROBE_ROWS + 3
+
+
+def walk(root: int, children: Any) -> Iterator[int]:
+    """Every node reachable from ``root``, each once; Inconsistent on a cycle or a shared node."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            raise Inconsistent(f"node {node} is reached twice")
+        seen.add(node)
+        yield node
+        stack.extend(children(node))
+
+
+def check_xgboost_json(doc: dict) -> None:
+    learner = doc["learner"]
+    n_features = int(learner["learner_model_param"]["num_feature"])
+    for t, tree in enumerate(learner["gradient_booster"]["model"]["trees"]):
+        n = int(tree["tree_param"]["num_nodes"])
+        left, right, split = tree["left_children"], tree["right_children"], tree["split_indices"]
+        columns = ("right_children", "split_indices", "split_conditions", "default_left")
+        if n < 1 or any(len(tree[c]) != n for c in ("left_children", *columns)):
+            raise Inconsistent(f"tree {t}: its node arrays are not all {n} long")
+
+        def children(node: int, t: int = t, n: int = n, left=left, right=right,
+                     split=split) -> list[int]:
+            if left[node] == -1 and right[node] == -1:
+                return []
+            if not (0 <= left[node] < n and 0 <= right[node] < n):
+                raise Inconsistent(f"tree {t}: node {node} points outside the tree")
+            if not 0 <= split[node] < n_features:
+                raise Inconsistent(f"tree {t}: node {node} splits on feature {split[node]}, "
+                                   f"the model has {n_features}")
+            return [left[node], right[node]]
+
+        for _ in walk(0, children):
+            pass
+
+
+def check_lightgbm_json(doc: dict) -> None:
+    n_features = int(doc["max_feature_idx"]) + 1
+    for t, info in enumerate(doc["tree_info"]):
+        nodes = [info["tree_structure"]]
+        while nodes:
+            node = nodes.pop()
+            if "split_feature" in node:
+                if not 0 <= int(node["split_feature"]) < n_features:
+                    raise Inconsistent(f"tree {t} splits on feature {node['split_feature']}, "
+                                       f"the model has {n_features}")
+                nodes += [node["left_child"], node["right_child"]]
+
+
+def checked(lib: Any, code: int) -> None:
+    if code != 0:
+        error = lib.XGBGetLastError if hasattr(lib, "XGBGetLastError") else lib.LGBM_GetLastError
+        error.restype = ctypes.c_char_p
+        raise Refused(error().decode(errors="replace").splitlines()[0][:300])
+
+
+def read_xgboost(lib: Any, raw: bytes) -> None:
+    u64 = ctypes.c_uint64
+    handle = ctypes.c_void_p()
+    checked(lib, lib.XGBoosterCreate(None, u64(0), ctypes.byref(handle)))
+    checked(lib, lib.XGBoosterLoadModelFromBuffer(handle, raw, u64(len(raw))))
+    size, text = u64(), ctypes.c_char_p()
+    checked(lib, lib.XGBoosterSaveModelToBuffer(handle, b'{"format": "json"}', ctypes.byref(size),
+                                                ctypes.byref(text)))
+    check_xgboost_json(json.loads(ctypes.string_at(text, size.value)))
+    n_features = u64()
+    checked(lib, lib.XGBoosterGetNumFeature(handle, ctypes.byref(n_features)))
+    if not 0 < n_features.value <= MAX_FEATURES:
+        raise Inconsistent(f"it claims {n_features.value} features")
+    rows, n_rows = probe_rows(n_features.value)
+    matrix = ctypes.c_void_p()
+    checked(lib, lib.XGDMatrixCreateFromMat(rows, u64(n_rows), u64(n_features.value),
+                                            ctypes.c_float(float("nan")), ctypes.byref(matrix)))
+    out_len, out = u64(), ctypes.POINTER(ctypes.c_float)()
+    checked(lib, lib.XGBoosterPredict(handle, matrix, 0, 0, 0, ctypes.byref(out_len),
+                                      ctypes.byref(out)))
+
+
+def lightgbm_text(lib: Any, call: Any) -> bytes:
+    """A string LightGBM writes into a caller's buffer: asked for its length, then fetched."""
+    needed = ctypes.c_int64()
+    checked(lib, call(ctypes.c_int64(0), ctypes.byref(needed), None))
+    buffer = ctypes.create_string_buffer(needed.value + 1)
+    checked(lib, call(ctypes.c_int64(needed.value + 1), ctypes.byref(needed), buffer))
+    return buffer.value
+
+
+def read_lightgbm(lib: Any, raw: bytes) -> None:
+    handle, iterations = ctypes.c_void_p(), ctypes.c_int()
+    checked(lib, lib.LGBM_BoosterLoadModelFromString(ctypes.c_char_p(raw),
+                                                     ctypes.byref(iterations),
+                                                     ctypes.byref(handle)))
+    classes = ctypes.c_int()
+    checked(lib, lib.LGBM_BoosterGetNumClasses(handle, ctypes.byref(classes)))
+    # the Python package reads the parameters section on every load
+    json.loads(lightgbm_text(lib, lambda *a: lib.LGBM_BoosterGetLoadedParam(handle, *a)))
+    check_lightgbm_json(json.loads(lightgbm_text(
+        lib, lambda *a: lib.LGBM_BoosterDumpModel(handle, 0, -1, 0, *a))))
+    n_features = ctypes.c_int()
+    checked(lib, lib.LGBM_BoosterGetNumFeature(handle, ctypes.byref(n_features)))
+    if not 0 < n_features.value <= MAX_FEATURES:
+        raise Inconsistent(f"it claims {n_features.value} features")
+    rows, n_rows = probe_rows(n_features.value)
+    out_len = ctypes.c_int64()
+    checked(lib, lib.LGBM_BoosterCalcNumPredict(handle, ctypes.c_int(n_rows), 0, 0, -1,
+                                                ctypes.byref(out_len)))
+    if not 0 < out_len.value <= n_rows * 1000:
+        raise Inconsistent(f"it would write {out_len.value} predictions for {n_rows} rows")
+    out = (ctypes.c_double * out_len.value)()
+    checked(lib, lib.LGBM_BoosterPredictForMat(
+        handle, rows, 0, ctypes.c_int32(n_rows), ctypes.c_int32(n_features.value), 1, 0, 0, -1,
+        b"num_threads=1", ctypes.byref(out_len), out))
+
+
+def main() -> None:
+    header = json.loads(sys.stdin.buffer.readline())
+    raw = sys.stdin.buffer.read(int(header["size"]))
+    lib = ctypes.CDLL(header["library"])
+    read = {"xgboost": read_xgboost, "lightgbm": read_lightgbm}[header["kind"]]
+    try:
+        read(lib, raw)
+    except Refused as exc:
+        print(f"error {exc}", flush=True)
+    except Inconsistent as exc:
+        print(f"bad {exc}", flush=True)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # the dump is not the usual shape
+        print(f"bad it does not read back whole ({type(exc).__name__}: {exc})", flush=True)
+    else:
+        print("ok", flush=True)
+
+
+if __name__ == "__main__":
+    main()
