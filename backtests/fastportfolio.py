@@ -145,8 +145,9 @@ def simulate_portfolio(panel: Panel, *, horizon: int, trade_start: date | None,
         targets[:] = target_weights(book, portfolio, state, params)
         control[kernel.K_LONG], control[kernel.K_SHORT] = position_limits(
             state, params, sizing.max_long, sizing.max_short)
-        control[kernel.K_FORCE] = over_gross(book.held_gross, gross_cap(cap, state, params),
-                                             band)
+        cap_now = gross_cap(cap, state, params)
+        control[kernel.K_FORCE] = cap_now is not None and over_gross(book.held_gross, cap_now,
+                                                                     band)
     counts = st["counts"]
     return FastPortfolioRun(equity, weight, st["fills"][:counts[kernel.N_FILLS]],
                             st["trades"][:counts[kernel.N_TRADES]],

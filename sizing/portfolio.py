@@ -168,6 +168,8 @@ class Book:
     def fixed_gross(self) -> float:
         """Gross account weight of the symbols without a bar."""
         idle = ~self.live
+        if not idle.any():  # every symbol has a bar (the sum would be of nothing)
+            return 0.0
         return float(np.sum(np.abs(self.held[idle]) * self.slices[idle]))
 
     @property
@@ -197,11 +199,13 @@ def target_weights(book: Book, cfg: PortfolioConfig, state: BreakerState,
         selected = topk_dropout(book.scores, book.held > 0.0, book.live, cfg.k, cfg.dropout)
         raw = topk_weights(selected, book.kelly, cfg.weights)
     out = np.array(book.held, dtype=np.float64)
-    for i in np.flatnonzero(book.live):
+    for i in book.live.nonzero()[0]:
         out[i] = cap_weight(float(raw[i]), float(book.held[i]), state, params)
+    cap = gross_cap(cfg.max_gross, state, params)
+    if cap is None:  # no gross cap (the default, breaker untripped): nothing to scale
+        return out
     live = book.live
-    factor = gross_scale(out[live], book.slices[live], book.fixed_gross,
-                         gross_cap(cfg.max_gross, state, params))
+    factor = gross_scale(out[live], book.slices[live], book.fixed_gross, cap)
     if factor < 1.0:
         out[live] *= factor
     return out

@@ -122,11 +122,11 @@ class EnsembleStrategy(bt.Strategy):
     def _book(self, live: np.ndarray) -> tuple[Book, dict[int, tuple]]:
         inputs = {i: self._assess(d) for i, d in enumerate(self.datas) if live[i]}
         n = len(self.datas)
-        kelly, scores = np.zeros(n), np.full(n, np.nan)
+        kelly, scores = [0.0] * n, [math.nan] * n  # lists: one array each below, not n writes
         for i, row in inputs.items():
-            scores[i] = row[0] if math.isfinite(row[0]) else np.nan
+            scores[i] = row[0] if math.isfinite(row[0]) else math.nan
             kelly[i] = row[-1]
-        book = Book(kelly=kelly, scores=scores,
+        book = Book(kelly=np.array(kelly), scores=np.array(scores),
                     held=np.array([self.held_weight(d) for d in self.datas]),
                     slices=np.array([self.slice_of(d) for d in self.datas]), live=live)
         return book, inputs
@@ -137,9 +137,8 @@ class EnsembleStrategy(bt.Strategy):
         targets = target_weights(book, self._portfolio, self.breaker, self._breaker_params)
         limits = position_limits(self.breaker, self._breaker_params, cfg.max_long,
                                  cfg.max_short)
-        force = over_gross(book.held_gross, gross_cap(self._portfolio.max_gross, self.breaker,
-                                                      self._breaker_params),
-                           cfg.rebalance_band)
+        cap = gross_cap(self._portfolio.max_gross, self.breaker, self._breaker_params)
+        force = cap is not None and over_gross(book.held_gross, cap, cfg.rebalance_band)
         for i, row in inputs.items():
             data, weight, held = self.datas[i], float(targets[i]), float(book.held[i])
             self.decisions.append((day, data._name, *row[:-1], weight, held,

@@ -21,7 +21,6 @@ import ctypes
 import json
 import random
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 MAX_FEATURES = 100_000  # beyond any model this project writes; a corrupt count stops here
@@ -44,42 +43,37 @@ def probe_rows(n_features: int) -> Any:
     return (ctypes.c_float * len(values))(*values), PROBE_ROWS + 3
 
 
-def walk(root: int, children: Any) -> Iterator[int]:
-    """Every node reachable from ``root``, each once; Inconsistent on a cycle or a shared node."""
+def check_xgboost_tree(t: int, tree: dict, n_features: int) -> None:
+    """Walk tree ``t`` from its root: every child inside the tree, every node reached once (no
+    cycle), every split on one of the model's features."""
+    n = int(tree["tree_param"]["num_nodes"])
+    left, right, split = tree["left_children"], tree["right_children"], tree["split_indices"]
+    columns = ("left_children", "right_children", "split_indices", "split_conditions",
+               "default_left")
+    if n < 1 or any(len(tree[c]) != n for c in columns):
+        raise Inconsistent(f"tree {t}: its node arrays are not all {n} long")
     seen: set[int] = set()
-    stack = [root]
+    stack = [0]
     while stack:
         node = stack.pop()
         if node in seen:
-            raise Inconsistent(f"node {node} is reached twice")
+            raise Inconsistent(f"tree {t}: node {node} is reached twice")
         seen.add(node)
-        yield node
-        stack.extend(children(node))
+        if left[node] == -1 and right[node] == -1:
+            continue
+        if not (0 <= left[node] < n and 0 <= right[node] < n):
+            raise Inconsistent(f"tree {t}: node {node} points outside the tree")
+        if not 0 <= split[node] < n_features:
+            raise Inconsistent(f"tree {t}: node {node} splits on feature {split[node]}, the "
+                               f"model has {n_features}")
+        stack += [left[node], right[node]]
 
 
 def check_xgboost_json(doc: dict) -> None:
     learner = doc["learner"]
     n_features = int(learner["learner_model_param"]["num_feature"])
     for t, tree in enumerate(learner["gradient_booster"]["model"]["trees"]):
-        n = int(tree["tree_param"]["num_nodes"])
-        left, right, split = tree["left_children"], tree["right_children"], tree["split_indices"]
-        columns = ("right_children", "split_indices", "split_conditions", "default_left")
-        if n < 1 or any(len(tree[c]) != n for c in ("left_children", *columns)):
-            raise Inconsistent(f"tree {t}: its node arrays are not all {n} long")
-
-        def children(node: int, t: int = t, n: int = n, left=left, right=right,
-                     split=split) -> list[int]:
-            if left[node] == -1 and right[node] == -1:
-                return []
-            if not (0 <= left[node] < n and 0 <= right[node] < n):
-                raise Inconsistent(f"tree {t}: node {node} points outside the tree")
-            if not 0 <= split[node] < n_features:
-                raise Inconsistent(f"tree {t}: node {node} splits on feature {split[node]}, "
-                                   f"the model has {n_features}")
-            return [left[node], right[node]]
-
-        for _ in walk(0, children):
-            pass
+        check_xgboost_tree(t, tree, n_features)
 
 
 def check_lightgbm_json(doc: dict) -> None:
@@ -96,10 +90,11 @@ def check_lightgbm_json(doc: dict) -> None:
 
 
 def checked(lib: Any, code: int) -> None:
+    """Refused, with the library's own first line, when a C API call returned an error."""
     if code != 0:
-        error = lib.XGBGetLastError if hasattr(lib, "XGBGetLastError") else lib.LGBM_GetLastError
-        error.restype = ctypes.c_char_p
-        raise Refused(error().decode(errors="replace").splitlines()[0][:300])
+        last_error = lib.LGBM_GetLastError if lib.kind == "lightgbm" else lib.XGBGetLastError
+        last_error.restype = ctypes.c_char_p
+        raise Refused(last_error().decode(errors="replace").splitlines()[0][:300])
 
 
 def read_xgboost(lib: Any, raw: bytes) -> None:
@@ -164,6 +159,7 @@ def main() -> None:
     header = json.loads(sys.stdin.buffer.readline())
     raw = sys.stdin.buffer.read(int(header["size"]))
     lib = ctypes.CDLL(header["library"])
+    lib.kind = header["kind"]
     read = {"xgboost": read_xgboost, "lightgbm": read_lightgbm}[header["kind"]]
     try:
         read(lib, raw)
