@@ -8,7 +8,7 @@ traded and keeps its last price, a symbol that starts later joins at its first b
 order waits, pending, until its symbol's next bar.  The broker, the breaker and each symbol's
 sizing run in numba (:mod:`backtests.fastportfolio_kernel`); the cross-sectional rule runs
 per close as the strategy runs it, in Python: :func:`sizing.portfolio.target_weights` (top-k
-with dropout, slices, the gross cap), :func:`sizing.portfolio.over_gross` and
+with dropout, slices, the gross cap), :meth:`sizing.portfolio.Book.over_gross` and
 :func:`sizing.breaker.position_limits`.
 """
 
@@ -39,7 +39,7 @@ from models.targets import check_horizon
 from sizing.breaker import BreakerState, breaker_params, position_limits
 from sizing.config import PortfolioConfig, SizingConfig
 from sizing.decisions import DECISION_FIELDS
-from sizing.portfolio import Book, gross_cap, over_gross, target_weights
+from sizing.portfolio import Book, gross_cap, target_weights
 
 #: One symbol's predictor lines over its own bars: ``(predictions, volatility, prior)``.
 Inputs = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -145,9 +145,7 @@ def simulate_portfolio(panel: Panel, *, horizon: int, trade_start: date | None,
         targets[:] = target_weights(book, portfolio, state, params)
         control[kernel.K_LONG], control[kernel.K_SHORT] = position_limits(
             state, params, sizing.max_long, sizing.max_short)
-        cap_now = gross_cap(cap, state, params)
-        control[kernel.K_FORCE] = cap_now is not None and over_gross(book.held_gross, cap_now,
-                                                                     band)
+        control[kernel.K_FORCE] = book.over_gross(gross_cap(cap, state, params), band)
     counts = st["counts"]
     return FastPortfolioRun(equity, weight, st["fills"][:counts[kernel.N_FILLS]],
                             st["trades"][:counts[kernel.N_TRADES]],

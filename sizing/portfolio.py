@@ -177,6 +177,10 @@ class Book:
         """Gross account weight held now."""
         return float(np.sum(np.abs(self.held) * self.slices))
 
+    def over_gross(self, cap: float | None, band: float) -> bool:
+        """:func:`over_gross` of what is held now; the gross is not summed without a cap."""
+        return cap is not None and over_gross(self.held_gross, cap, band)
+
 
 def target_weights(book: Book, cfg: PortfolioConfig, state: BreakerState,
                    params: BreakerParams) -> np.ndarray:

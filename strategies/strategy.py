@@ -21,7 +21,7 @@ from sizing.breaker import BreakerState, breaker_params, position_limits, step
 from sizing.config import PortfolioConfig, SizingConfig
 from sizing.kelly import lagged_inputs, target_weight
 from sizing.lagged import LaggedStats
-from sizing.portfolio import Book, gross_cap, over_gross, target_weights
+from sizing.portfolio import Book, gross_cap, target_weights
 from sizing.rebalance import needs_rebalance
 from strategies.predictor import EnsemblePredictor
 
@@ -138,7 +138,7 @@ class EnsembleStrategy(bt.Strategy):
         limits = position_limits(self.breaker, self._breaker_params, cfg.max_long,
                                  cfg.max_short)
         cap = gross_cap(self._portfolio.max_gross, self.breaker, self._breaker_params)
-        force = cap is not None and over_gross(book.held_gross, cap, cfg.rebalance_band)
+        force = book.over_gross(cap, cfg.rebalance_band)
         for i, row in inputs.items():
             data, weight, held = self.datas[i], float(targets[i]), float(book.held[i])
             self.decisions.append((day, data._name, *row[:-1], weight, held,

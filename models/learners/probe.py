@@ -5,7 +5,7 @@ the bundle's sha256 updated to match) they can crash with a segmentation fault, 
 a failed check, taking the whole process past any exception handler: a traceback-free exit
 139 or 134 instead of the one-line bundle error.  So the bytes are first read, dumped and
 predicted on by :mod:`models.learners.probe_child`, a standard-library script that calls the
-same shared library through ``ctypes`` in a throwaway process (about 0.1 s).  Only bytes it
+same shared library through ``ctypes`` in a throwaway process (about 40 ms).  Only bytes it
 survived, with trees that point only inside themselves, reach the library here.
 """
 

@@ -155,22 +155,26 @@ def read_lightgbm(lib: Any, raw: bytes) -> None:
         b"num_threads=1", ctypes.byref(out_len), out))
 
 
+def verdict(lib: Any, read: Any, raw: bytes) -> str:
+    """The one-line answer for the parent (see the module docstring)."""
+    try:
+        read(lib, raw)
+    except Refused as exc:
+        return f"error {exc}"
+    except Inconsistent as exc:
+        return f"bad {exc}"
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # the dump is not the usual shape
+        return f"bad it does not read back whole ({type(exc).__name__}: {exc})"
+    return "ok"
+
+
 def main() -> None:
     header = json.loads(sys.stdin.buffer.readline())
     raw = sys.stdin.buffer.read(int(header["size"]))
     lib = ctypes.CDLL(header["library"])
     lib.kind = header["kind"]
     read = {"xgboost": read_xgboost, "lightgbm": read_lightgbm}[header["kind"]]
-    try:
-        read(lib, raw)
-    except Refused as exc:
-        print(f"error {exc}", flush=True)
-    except Inconsistent as exc:
-        print(f"bad {exc}", flush=True)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:  # the dump is not the usual shape
-        print(f"bad it does not read back whole ({type(exc).__name__}: {exc})", flush=True)
-    else:
-        print("ok", flush=True)
+    sys.stdout.write(verdict(lib, read, raw) + "\n")  # the protocol's answer, not a log line
 
 
 if __name__ == "__main__":
