@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from live.monitor.dashboard_data import read_dashboard
 from live.monitor.http import start_http
 from live.monitor.page_assets import PANELS
 from live.monitor.status import write_status
@@ -117,6 +118,23 @@ def test_the_page_of_a_folder_without_state_files_is_503_without_its_path(tmp_pa
 
     assert page.status_code == 503 and body.status_code == 503
     assert str(tmp_path) not in page.text and str(tmp_path) not in body.text
+
+
+def test_a_page_read_before_the_status_catches_up_names_the_journals_bar(tmp_path):
+    # The daemon commits a bar, then rewrites status.json: a read in between sees the journal
+    # a bar ahead of the status.  The page must name the bar whose decisions it lists.
+    state = build_state_dir(tmp_path / "state")
+    stale = json.loads((state / "status.json").read_text())
+    stale.update(state="running", last_bar=DAYS[-2], equity=1.0, cash=2.0, drawdown=0.5)
+    write_status(state, stale)
+
+    d = read_dashboard(state)
+
+    equity, decisions, _ = journal_view(state)
+    assert d.status["last_bar"] == DAYS[-1] == d.decisions[0]["date"] == decisions[0]["date"]
+    assert (d.status["equity"], d.status["cash"], d.status["drawdown"]) == (
+        equity["equity"], equity["cash"], equity["drawdown"])
+    assert d.status["breaker"] == equity["breaker"] and d.status["state"] == "running"
 
 
 @pytest.mark.parametrize("path", ["/", "/dashboard.json"])

@@ -4,7 +4,9 @@
 opened read-only, ``latency.csv``, ``retrain/last.json`` and the bundles' manifests):
 
 - the status (:func:`live.monitor.status.read_status`): state, last bar and the age of the
-  status, connections, bundle, positions and each symbol's latest weights;
+  status, connections, bundle, positions and each symbol's latest weights; its last bar,
+  account and breaker are replaced by the journal's (:func:`at_journal_bar`), read in the
+  same snapshot as the tables, so the page never names a bar older than its decisions;
 - the account row of every decided bar (equity, high-water mark, drawdown, breaker trips)
   and the breaker's thresholds from the session's sizing;
 - the last :data:`LAST_ROWS` decisions and orders (with their filled quantity and price);
@@ -29,7 +31,7 @@ import pandas as pd
 
 from ensemble_bt.errors import DataError
 from ensemble_bt.jsonio import loads
-from live.monitor.status import read_status, scrub
+from live.monitor.status import journal_block, read_status, scrub
 from live.session.journal import JOURNAL_FILE, Journal
 
 #: How many of the latest decisions and orders the page lists.
@@ -87,24 +89,62 @@ def _equity_frame(raw: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def read_journal_tables(path: Path) -> tuple[pd.DataFrame, dict[str, Any], list, list, list]:
-    """``(equity, session, decisions, orders, bundles)`` from one snapshot of the journal."""
+@dataclass
+class JournalTables:
+    """One read snapshot of the journal: what the page shows of it, from the same commit."""
+
+    equity: pd.DataFrame
+    session: dict[str, Any]
+    decisions: list[dict[str, Any]]
+    orders: list[dict[str, Any]]
+    bundles: list[dict[str, Any]]
+    block: dict[str, Any] | None
+    account: dict[str, Any] | None
+
+    @classmethod
+    def none(cls) -> JournalTables:
+        """What a state directory without a journal shows: nothing decided yet."""
+        return cls(equity=_equity_frame(pd.DataFrame()), session={}, decisions=[], orders=[],
+                   bundles=[], block=None, account=None)
+
+
+def read_journal_tables(path: Path) -> JournalTables:
+    """The page's tables, the journal block and the last account row, in one snapshot."""
     try:
         journal = Journal(path, readonly=True)
     except sqlite3.Error as exc:
         raise DataError(f"{path}: cannot read the journal ({exc})") from None
     try:
         with journal.snapshot():
-            equity = _equity_frame(journal.equity_trips())
-            session = journal.get_meta("session") or {}
-            decisions = _records(journal.last_decisions(LAST_ROWS), DECISION_COLUMNS)
-            orders = _records(pd.DataFrame(journal.last_orders(LAST_ROWS)), ORDER_COLUMNS)
-            bundles = journal.bundles()
+            tables = JournalTables(
+                equity=_equity_frame(journal.equity_trips()),
+                session=journal.get_meta("session") or {},
+                decisions=_records(journal.last_decisions(LAST_ROWS), DECISION_COLUMNS)[::-1],
+                orders=_records(pd.DataFrame(journal.last_orders(LAST_ROWS)),
+                                ORDER_COLUMNS)[::-1],
+                bundles=journal.bundles(), block=journal_block(journal),
+                account=journal.last_equity())
     except sqlite3.Error as exc:
         raise DataError(f"{path}: cannot read the journal ({exc})") from None
     finally:
         journal.close()
-    return equity, session, decisions[::-1], orders[::-1], bundles
+    return tables
+
+
+def at_journal_bar(status: dict[str, Any], tables: JournalTables) -> dict[str, Any]:
+    """``status`` with its bar-bound fields taken from the journal snapshot the page shows.
+
+    The daemon commits a bar's decisions and account row, then rewrites ``status.json``; a
+    page read in between would name the previous bar above the new bar's decisions.  The last
+    bar, the account and the breaker therefore come from the same snapshot as the tables.
+    """
+    out = {**status, "journal": tables.block}
+    row = tables.account
+    if row is not None and tables.block is not None:
+        out.update(last_bar=tables.block["last_decided"] or row["date"], equity=row["equity"],
+                   cash=row["cash"], high_water=row["high_water"], drawdown=row["drawdown"],
+                   breaker=row["breaker"])
+    return scrub(out)
 
 
 def breaker_thresholds(session: dict[str, Any]) -> dict[str, float | None]:
@@ -187,16 +227,12 @@ def read_dashboard(state_dir: Path, now: datetime | None = None) -> Dashboard:
     """
     state_dir = Path(state_dir)
     status = read_status(state_dir, now)
-    equity = _equity_frame(pd.DataFrame())
-    session: dict[str, Any] = {}
-    decisions: list = []
-    orders: list = []
-    bundles: list = []
-    if (state_dir / JOURNAL_FILE).is_file():
-        equity, session, decisions, orders, bundles = read_journal_tables(
-            state_dir / JOURNAL_FILE)
-    return Dashboard(status=status, equity=equity, thresholds=breaker_thresholds(session),
-                     decisions=decisions, orders=orders,
+    tables = (read_journal_tables(state_dir / JOURNAL_FILE)
+              if (state_dir / JOURNAL_FILE).is_file() else JournalTables.none())
+    status = at_journal_bar(status, tables)
+    return Dashboard(status=status, equity=tables.equity,
+                     thresholds=breaker_thresholds(tables.session),
+                     decisions=tables.decisions, orders=tables.orders,
                      latency=latency_summary(state_dir / LATENCY_FILE,
                                              status.get("lag_seconds")),
-                     retrain=retrain_summary(state_dir, bundles))
+                     retrain=retrain_summary(state_dir, tables.bundles))
