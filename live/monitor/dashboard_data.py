@@ -31,7 +31,7 @@ import pandas as pd
 
 from ensemble_bt.errors import DataError
 from ensemble_bt.jsonio import loads
-from live.monitor.status import journal_block, read_status, scrub
+from live.monitor.status import read_status, scrub
 from live.session.journal import JOURNAL_FILE, Journal
 
 #: How many of the latest decisions and orders the page lists.
@@ -98,18 +98,20 @@ class JournalTables:
     decisions: list[dict[str, Any]]
     orders: list[dict[str, Any]]
     bundles: list[dict[str, Any]]
-    block: dict[str, Any] | None
+    last_decided: str | None
+    positions: dict[str, float]
     account: dict[str, Any] | None
 
     @classmethod
     def none(cls) -> JournalTables:
         """What a state directory without a journal shows: nothing decided yet."""
         return cls(equity=_equity_frame(pd.DataFrame()), session={}, decisions=[], orders=[],
-                   bundles=[], block=None, account=None)
+                   bundles=[], last_decided=None, positions={}, account=None)
 
 
 def read_journal_tables(path: Path) -> JournalTables:
-    """The page's tables, the journal block and the last account row, in one snapshot."""
+    """The page's tables, the last decided bar, the fills' positions and the last account
+    row, in one snapshot."""
     try:
         journal = Journal(path, readonly=True)
     except sqlite3.Error as exc:
@@ -122,8 +124,8 @@ def read_journal_tables(path: Path) -> JournalTables:
                 decisions=_records(journal.last_decisions(LAST_ROWS), DECISION_COLUMNS)[::-1],
                 orders=_records(pd.DataFrame(journal.last_orders(LAST_ROWS)),
                                 ORDER_COLUMNS)[::-1],
-                bundles=journal.bundles(), block=journal_block(journal),
-                account=journal.last_equity())
+                bundles=journal.bundles(), last_decided=journal.last_decided(),
+                positions=journal.positions(), account=journal.last_equity())
     except sqlite3.Error as exc:
         raise DataError(f"{path}: cannot read the journal ({exc})") from None
     finally:
@@ -138,13 +140,14 @@ def at_journal_bar(status: dict[str, Any], tables: JournalTables) -> dict[str, A
     page read in between would name the previous bar above the new bar's decisions.  The last
     bar, the account and the breaker therefore come from the same snapshot as the tables.
     """
-    out = {**status, "journal": tables.block}
     row = tables.account
-    if row is not None and tables.block is not None:
-        out.update(last_bar=tables.block["last_decided"] or row["date"], equity=row["equity"],
-                   cash=row["cash"], high_water=row["high_water"], drawdown=row["drawdown"],
-                   breaker=row["breaker"])
-    return scrub(out)
+    if row is None:
+        return status
+    block = {**(status.get("journal") or {}), "last_decided": tables.last_decided,
+             "positions": tables.positions}
+    return scrub({**status, "journal": block, "last_bar": tables.last_decided or row["date"],
+                  "equity": row["equity"], "cash": row["cash"], "high_water": row["high_water"],
+                  "drawdown": row["drawdown"], "breaker": row["breaker"]})
 
 
 def breaker_thresholds(session: dict[str, Any]) -> dict[str, float | None]:
