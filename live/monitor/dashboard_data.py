@@ -138,14 +138,15 @@ def at_journal_bar(status: dict[str, Any], tables: JournalTables) -> dict[str, A
 
     The daemon commits a bar's decisions and account row, then rewrites ``status.json``; a
     page read in between would name the previous bar above the new bar's decisions.  The last
-    bar, the account and the breaker therefore come from the same snapshot as the tables.
+    bar, the account and the breaker therefore come from the same snapshot as the tables: the
+    last account row, whose date is the bar the daemon writes as ``last_bar``.
     """
     row = tables.account
     if row is None:
         return status
     block = {**(status.get("journal") or {}), "last_decided": tables.last_decided,
              "positions": tables.positions}
-    return scrub({**status, "journal": block, "last_bar": tables.last_decided or row["date"],
+    return scrub({**status, "journal": block, "last_bar": row["date"],
                   "equity": row["equity"], "cash": row["cash"], "high_water": row["high_water"],
                   "drawdown": row["drawdown"], "breaker": row["breaker"]})
 
